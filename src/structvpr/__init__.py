@@ -1,0 +1,4 @@
+"""structvpr: StructVPR++ visual place recognition (RGB descriptors distilled from segmentation)."""
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Datasets: layouts on disk -> PlaceDataset, images, training batches, the synthetic town."""

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-# Refuse decompression bombs early: a 20000x20000 image is downscaled while decoding (draft) or refused.
+# Refuse decompression bombs early: images above this many pixels are refused before decoding,
+# except JPEGs that a `max_side` lets libjpeg decode at a reduced scale (draft) below the limit.
 MAX_PIXELS = 80_000_000
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -19,31 +20,52 @@ class BadImageError(ValueError):
     """An image could not be decoded; the message is '<path>: <reason>'."""
 
     def __init__(self, path: str | Path, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
+        super().__init__(f"{_printable(path)}: {reason}")
         self.path = Path(path)
         self.reason = reason
 
 
+def _printable(path: str | Path) -> str:
+    """The path as printable text even when its name holds bytes that are not UTF-8."""
+    return str(path).encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace")
+
+
+def _to_8bit_gray(image: Image.Image) -> Image.Image:
+    """16-bit (I;16*), 32-bit integer (I) and float (F) single-channel images -> 8-bit L."""
+    array = np.asarray(image, dtype=np.float64)
+    peak = float(array.max()) if array.size else 0.0
+    if image.mode.startswith("I;16") or (image.mode == "I" and 255 < peak <= 65535):
+        array = array / 257.0  # full 16-bit range -> 0..255, the usual meaning of a 16-bit PNG
+    elif image.mode == "F" and peak <= 1.0:
+        array = array * 255.0  # float images in [0, 1]
+    elif peak > 255:
+        array = array * (255.0 / peak)
+    return Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), mode="L")
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any PIL mode (L, LA, P, RGBA, CMYK, I;16, I, F) to 8-bit RGB."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        scale = 255.0 / max(float(array.max()), 1.0) if image.mode != "F" or array.max() > 1 else 255.0
-        if image.mode.startswith("I;16"):
-            scale = 255.0 / 65535.0
-        image = Image.fromarray(np.clip(array * scale, 0, 255).astype(np.uint8), mode="L")
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+    """Convert any PIL mode (1, L, LA, P, PA, RGBA, CMYK, YCbCr, I;16, I, F) to 8-bit RGB.
+
+    Transparent pixels are composited on black, the colour padding gets in VPR pipelines.
+    """
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        image = _to_8bit_gray(image)
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or \
+            (image.mode == "P" and "transparency" in image.info):
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (0, 0, 0, 255))
         image = Image.alpha_composite(background, image)
     return image.convert("RGB")
 
 
-def load_rgb(path: str | Path, max_side: int | None = None) -> Image.Image:
-    """Decode an image file to RGB with EXIF orientation applied.
+def load_rgb(path: str | Path, max_side: int | None = None,
+             max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode an image file to 8-bit RGB with EXIF orientation applied.
 
-    Raises BadImageError naming the path for missing, empty, truncated or undecodable files and for
-    images larger than MAX_PIXELS (unless `max_side` allows a reduced decode of JPEGs).
+    `max_side` (pixels) bounds the longer side of the result: JPEGs are decoded at a reduced scale
+    (cheap, little memory), other formats are resized after decoding. Raises BadImageError naming
+    the path for missing, empty, truncated or undecodable files and for images above `max_pixels`
+    (counted at the scale they would be decoded at).
     """
     path = Path(path)
     if not path.is_file():
@@ -56,17 +78,34 @@ def load_rgb(path: str | Path, max_side: int | None = None) -> Image.Image:
             with Image.open(path) as image:
                 if max_side is not None and image.format == "JPEG":
                     image.draft("RGB", (max_side, max_side))
-                if image.width * image.height > MAX_PIXELS:
+                if image.width * image.height > max_pixels:
                     raise BadImageError(path, f"image is {image.width}x{image.height} pixels, "
-                                              f"above the limit of {MAX_PIXELS}")
+                                              f"above the limit of {max_pixels}")
                 image.load()
                 image = ImageOps.exif_transpose(image)
-                return _to_rgb(image)
+                rgb = _to_rgb(image)
     except BadImageError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+    except (OSError, SyntaxError, ValueError, TypeError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as error:
         raise BadImageError(path, f"cannot decode image ({type(error).__name__}: {error})") from error
+    if max_side is not None and max(rgb.size) > max_side:
+        rgb.thumbnail((max_side, max_side), Image.BILINEAR)
+    return rgb
+
+
+def find_bad_images(paths: Iterable[str | Path], max_side: int = 256) -> list[BadImageError]:
+    """Fully decode every image (JPEGs at reduced scale) and return the errors of those that fail.
+
+    Used by the `on_bad_image='skip'` policies; costs one decode per image.
+    """
+    errors = []
+    for path in paths:
+        try:
+            load_rgb(path, max_side=max_side)
+        except BadImageError as error:
+            errors.append(error)
+    return errors
 
 
 def image_transform(image_size: Sequence[int], mean: Sequence[float] = IMAGENET_MEAN,

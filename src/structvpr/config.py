@@ -1,0 +1,266 @@
+"""Experiment configuration: dataclasses, YAML loading, dotted command-line overrides, YAML dump.
+
+A config file is a YAML mapping with the sections `data`, `model`, `train` and `structvpr`; every key
+is optional and falls back to the dataclass default. Overrides use dotted paths and YAML values:
+`train.epochs=3`, `model.image_size=[128,64]`, `data.val.split=null`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from structvpr.io_utils import atomic_write_text
+from structvpr.model import ModelConfig
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the file or key and the problem."""
+
+
+@dataclass
+class DatasetSource:
+    """Where one dataset split lives and how to open it with `structvpr.data.layouts.open_dataset`.
+
+    `index_range` = [start, end) keeps only those positions of the sorted database and query lists
+    (for frame-aligned sequences: frames), so one sequence can give disjoint train and val parts.
+    """
+
+    path: str = ""
+    layout: str = "auto"
+    split: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    index_range: list[int] | None = None
+
+
+@dataclass
+class DataConfig:
+    """Training and validation data."""
+
+    train: DatasetSource = field(default_factory=DatasetSource)
+    val: DatasetSource = field(default_factory=DatasetSource)
+    train_positive_m: float = 10.0      # images of one place are within this distance (metres)
+    val_threshold_m: float | None = None  # None = the validation split's own threshold
+    recall_values: list[int] = field(default_factory=lambda: [1, 5, 10, 20])
+    num_workers: int = 2
+    val_batch_size: int = 32
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, Lightning Trainer and run-folder settings shared by both stages."""
+
+    epochs: int = 10
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"            # adam | adamw | sgd
+    momentum: float = 0.9               # sgd only
+    places_per_batch: int = 16          # P
+    images_per_place: int = 4           # K
+    batches_per_epoch: int | None = None  # None = one pass over the training places
+    loss: str = "multi_similarity"      # multi_similarity | triplet
+    ms_alpha: float = 1.0
+    ms_beta: float = 50.0
+    ms_base: float = 0.0
+    miner_epsilon: float = 0.1
+    triplet_margin: float = 0.1
+    seed: int = 0
+    accelerator: str = "auto"           # cpu | gpu | cuda | mps | auto
+    devices: int | str | list[int] = "auto"
+    strategy: str = "auto"              # auto | ddp | ddp_spawn | fsdp | ...
+    num_nodes: int = 1
+    precision: str = "32-true"          # 32-true | 16-mixed | bf16-mixed
+    deterministic: bool | str = "warn"  # True fails on GPU ops without a deterministic kernel
+    output_dir: str = "runs/structvpr"
+    resume: bool = False
+    overwrite: bool = False             # allow a fresh run over a folder that has checkpoints
+    validate_before_training: bool = True
+    log_every_n_steps: int = 10
+    inject_nan_at_step: int | None = None  # fault injection for tests of the non-finite-loss guard
+
+
+@dataclass
+class StructVPRConfig:
+    """StructVPR++ settings used by the seg branch, the partition and Stage II (METHOD.md defaults)."""
+
+    merge_table: str = "structural-6"
+    variant: str = "lmc"                # mlp | lc | mc | lmc
+    exclude_dynamic: bool = True
+    lambda_g: float = 1.0
+    lambda_l: float = 0.5
+    lambda_a: float = 0.1
+    group_threshold_k: int = 1
+    group_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.0])
+    stage2_epochs: int | None = None    # None = train.epochs
+
+
+@dataclass
+class Config:
+    """The whole experiment."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    structvpr: StructVPRConfig = field(default_factory=StructVPRConfig)
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Convert a YAML value to `annotation`, or raise ConfigError naming `key`."""
+    origin = typing.get_origin(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        # Try exact-type matches first so that "auto" stays a str in `int | str`.
+        for option in sorted((o for o in options if o is not type(None)),
+                             key=lambda o: not isinstance(value, typing.get_origin(o) or o)):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(f"{key}: {value!r} is not a {_type_name(annotation)}")
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return _from_dict(annotation, value, key)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        item_types = typing.get_args(annotation)
+        if origin is tuple and item_types and item_types[-1] is not Ellipsis:
+            if len(item_types) != len(value):
+                raise ConfigError(f"{key}: expected {len(item_types)} values, got {value!r}")
+            return tuple(_coerce(v, t, f"{key}[{i}]") for i, (v, t) in enumerate(zip(value, item_types)))
+        item_type = item_types[0] if item_types else Any
+        items = [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or annotation is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads "1e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def _from_dict(cls: type, values: dict, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a (partial) mapping; unknown keys are an error."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            raise ConfigError(f"unknown config key '{dotted}' (known: {', '.join(sorted(names))})")
+        kwargs[key] = _coerce(value, hints[key], dotted)
+    return cls(**kwargs)
+
+
+def config_from_dict(values: dict | None) -> Config:
+    """A Config from a nested mapping (as read from YAML or stored in a checkpoint)."""
+    return _from_dict(Config, values or {})
+
+
+def config_to_dict(config: Any) -> dict:
+    """Nested plain dict (lists, not tuples) of a Config: safe for YAML and weights_only checkpoints."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+    return plain(dataclasses.asdict(config))
+
+
+def apply_overrides(values: dict, overrides: list[str]) -> dict:
+    """Set `a.b=value` entries (value parsed as YAML) into a nested mapping, in place; returns it."""
+    for override in overrides:
+        if "=" not in override:
+            raise ConfigError(f"override {override!r} must look like section.key=value")
+        dotted, raw = override.split("=", 1)
+        parts = [p for p in dotted.strip().split(".") if p]
+        if not parts:
+            raise ConfigError(f"override {override!r} has an empty key")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override {override!r}: value is not valid YAML ({error})") from error
+        node = values
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {override!r}: '{part}' is not a section")
+            node = child
+        node[parts[-1]] = value
+    return values
+
+
+def load_config(yaml_path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or the defaults when `yaml_path` is None) and apply dotted overrides.
+
+    Raises ConfigError naming the file and the key for unreadable YAML, unknown keys or bad types.
+    """
+    values: dict = {}
+    source = "config"
+    if yaml_path is not None:
+        path = Path(yaml_path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{path}: not valid YAML ({error})") from error
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping with data/model/train/structvpr")
+        values = loaded or {}
+    apply_overrides(values, list(overrides or []))
+    try:
+        return config_from_dict(values)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    except (TypeError, ValueError) as error:  # a dataclass __post_init__ refusing a value
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def dump_config(config: Config, path: str | Path) -> None:
+    """Write `config` as YAML (atomically); `load_config(path)` gives it back."""
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))

@@ -1,0 +1,119 @@
+"""Dataset layouts on disk -> PlaceDataset: one reader per layout, `open_dataset` picks one.
+
+Layouts: `utm` (images/<split>/{database,queries} with @east@north@ names), `msls` (MSLS native),
+`pitts` (Pittsburgh .mat dbStruct), `gt_list` (query/ref folders + ground-truth .npy/.npz),
+`sequence` (two frame-aligned folders, Nordland), `folder` (unlabelled images, retrieval only).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from structvpr.data.images import find_bad_images
+from structvpr.data.layouts._common import ReadOptions, SkipLog, printable_path
+from structvpr.data.layouts.cli_args import add_dataset_arguments, dataset_from_args
+from structvpr.data.layouts.folder import read_folder
+from structvpr.data.layouts.gt_lists import convert_ground_truth_npy, has_gt_list_layout, read_gt_list
+from structvpr.data.layouts.msls import has_msls_layout, read_msls
+from structvpr.data.layouts.pitts import mat_files, read_pitts
+from structvpr.data.layouts.sequences import has_sequence_layout, read_sequence
+from structvpr.data.layouts.utm import has_utm_layout, read_utm
+from structvpr.data.place_dataset import DatasetError, PlaceDataset
+
+__all__ = ["LAYOUTS", "ReadOptions", "add_dataset_arguments", "convert_ground_truth_npy",
+           "dataset_from_args", "detect_layout", "drop_bad_images", "open_dataset", "skipped_summary"]
+
+Reader = Callable[[Path, "str | None", ReadOptions], PlaceDataset]
+LAYOUTS: dict[str, Reader] = {
+    "utm": read_utm,
+    "msls": read_msls,
+    "pitts": read_pitts,
+    "gt_list": read_gt_list,
+    "sequence": read_sequence,
+    "folder": read_folder,
+}
+
+
+def detect_layout(path: str | Path) -> str:
+    """Name of the layout of the dataset at `path` (see LAYOUTS); checks the most specific first."""
+    root = Path(path)
+    if root.is_file():
+        if root.suffix == ".mat":
+            return "pitts"
+        raise DatasetError(f"{printable_path(root)}: a dataset is a folder (or a Pittsburgh .mat file)")
+    if not root.is_dir():
+        raise DatasetError(f"{printable_path(root)}: dataset folder does not exist")
+    if mat_files(root):
+        return "pitts"
+    if has_msls_layout(root):
+        return "msls"
+    if has_utm_layout(root):
+        return "utm"
+    if has_gt_list_layout(root):
+        return "gt_list"
+    if has_sequence_layout(root):
+        return "sequence"
+    return "folder"
+
+
+def drop_bad_images(dataset: PlaceDataset) -> PlaceDataset:
+    """Decode every image once and leave out those that fail, remapping coordinates and positives.
+
+    The count lands in `dataset.extra['skipped']['bad_image']`. Cost: one decode per image.
+    """
+    skips = SkipLog()
+    for reason, count in dataset.extra.get("skipped", {}).items():
+        skips.counts[reason] += count
+    skips.examples.update({k: list(v) for k, v in dataset.extra.get("skipped_examples", {}).items()})
+    bad = set()
+    for error in find_bad_images(dataset.database_paths + dataset.query_paths):
+        bad.add(error.path)
+        skips.add("bad_image", error.path)
+    keep_db = np.array([p not in bad for p in dataset.database_paths], dtype=bool)
+    keep_q = np.array([p not in bad for p in dataset.query_paths], dtype=bool)
+    new_db_index = np.cumsum(keep_db) - 1
+    ground_truth = None
+    if dataset.ground_truth is not None:
+        ground_truth = [new_db_index[row[keep_db[row]]] if len(row) else row
+                        for row, kept in zip(
+                            (np.asarray(r, dtype=np.int64) for r in dataset.ground_truth), keep_q)
+                        if kept]
+    return PlaceDataset(
+        name=dataset.name, split=dataset.split, root=dataset.root,
+        database_paths=[p for p, k in zip(dataset.database_paths, keep_db) if k],
+        query_paths=[p for p, k in zip(dataset.query_paths, keep_q) if k],
+        database_coords=None if dataset.database_coords is None else dataset.database_coords[keep_db],
+        query_coords=None if dataset.query_coords is None else dataset.query_coords[keep_q],
+        threshold_m=dataset.threshold_m, ground_truth=ground_truth,
+        extra={**dataset.extra, **skips.as_extra()})
+
+
+def skipped_summary(dataset: PlaceDataset) -> str:
+    """'' or e.g. 'skipped 3 files: 2 bad_name, 1 bad_image' for printing beside `summary()`."""
+    counts = dataset.extra.get("skipped", {})
+    total = sum(counts.values())
+    if not total:
+        return ""
+    return f"skipped {total} files: " + ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
+
+
+def open_dataset(path: str | Path, layout: str = "auto", split: str | None = None,
+                 **options: object) -> PlaceDataset:
+    """Open the dataset at `path` in `layout` ('auto' detects it) and return a PlaceDataset.
+
+    Options (all optional): threshold_m (m), database_folder, query_folder, frame_tolerance (frames),
+    ground_truth (file), allow_pickle (trusted .npy object arrays), msls_queries ('official'|'all'),
+    cities (MSLS), on_bad_name ('error'|'skip'), on_bad_image ('error'|'skip': decode every image
+    and leave out those that fail), name. Errors are DatasetError naming the file and the problem.
+    """
+    read_options = ReadOptions(**options)  # unknown options -> TypeError naming them
+    if layout == "auto":
+        layout = detect_layout(path)
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose one of {sorted(LAYOUTS)} or 'auto'")
+    dataset = LAYOUTS[layout](Path(path), split, read_options)
+    if read_options.on_bad_image == "skip":
+        dataset = drop_bad_images(dataset)
+    return dataset

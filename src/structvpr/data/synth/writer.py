@@ -1,0 +1,126 @@
+"""Write the synthetic town as a UTM-layout dataset with label maps and metadata.csv.
+
+Images and label maps are written atomically; metadata.csv is written last (and removed when a
+run starts), so a folder without metadata.csv is an unfinished run. Re-running with the same
+settings resumes: existing image/label pairs are kept (they would be byte-identical anyway).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from PIL import Image
+from tqdm import tqdm
+
+from structvpr.data.label_paths import label_path_for
+from structvpr.data.synth.camera import PoseJitter
+from structvpr.data.synth.conditions import DATABASE_CONDITION, DEFAULT_QUERY_CONDITIONS
+from structvpr.data.synth.visits import image_name, plan_visits, render_visit, visit_camera
+from structvpr.data.synth.world import build_town
+from structvpr.io_utils import atomic_write_bytes, atomic_write_text
+
+METADATA_COLUMNS = ("path", "label_path", "split", "role", "place_id", "condition", "visit",
+                    "same_condition", "east", "north", "heading", "height")
+CONFIG_NAME = "synth_config.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class SynthResult:
+    """What `generate_town` did."""
+
+    out_dir: Path
+    metadata_path: Path
+    num_images: int
+    rendered: int
+    reused: int
+    seconds: float
+
+
+def _encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _check_config(out_dir: Path, config: dict, overwrite: bool) -> None:
+    path = out_dir / CONFIG_NAME
+    if path.exists() and not overwrite:
+        try:
+            previous = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{path}: unreadable synth settings ({error}); use --overwrite") from None
+        if previous != config:
+            changed = sorted(k for k in set(config) | set(previous) if previous.get(k) != config.get(k))
+            raise ValueError(f"{path}: {out_dir} was generated with other settings "
+                             f"(differs in {', '.join(changed)}); choose a new --out or --overwrite")
+    atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def generate_town(out_dir: str | Path, places: int, seed: int = 0,
+                  image_size: tuple[int, int] = (120, 160),
+                  query_conditions: tuple[str, ...] = DEFAULT_QUERY_CONDITIONS,
+                  database_condition: str = DATABASE_CONDITION,
+                  same_condition_fraction: float = 0.25,
+                  split_fractions: tuple[float, float, float] = (0.6, 0.15, 0.25),
+                  jitter: PoseJitter = PoseJitter(), hfov_deg: float = 80.0,
+                  jpeg_quality: int = 90, overwrite: bool = False,
+                  progress: bool = True) -> SynthResult:
+    """Render `places` places of a town into `out_dir` (UTM layout, labels, metadata.csv).
+
+    image_size is (H, W) in pixels. Each place gets one database image (database_condition) and
+    one query per query condition; ~same_condition_fraction of places also get a query in the
+    database condition (marked same_condition=1 in metadata.csv). Same arguments -> same bytes.
+    """
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    if places < 1:
+        raise ValueError(f"--places must be >= 1, got {places}")
+    if min(image_size) < 8:
+        raise ValueError(f"image size {image_size} is too small (need H, W >= 8)")
+    config = {"format_version": FORMAT_VERSION, "places": places, "seed": seed,
+              "image_size": list(image_size), "query_conditions": list(query_conditions),
+              "database_condition": database_condition,
+              "same_condition_fraction": same_condition_fraction,
+              "split_fractions": list(split_fractions), "jitter": asdict(jitter),
+              "hfov_deg": hfov_deg, "jpeg_quality": jpeg_quality}
+    town = build_town(places, seed, split_fractions)
+    visits = plan_visits(town, database_condition, tuple(query_conditions),
+                         same_condition_fraction, seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metadata_path = out_dir / "metadata.csv"
+    _check_config(out_dir, config, overwrite)
+    metadata_path.unlink(missing_ok=True)  # absent until this run completes
+    for stale in (out_dir / "images").glob("**/.*.tmp"):
+        stale.unlink()  # temporary files of a killed run
+    rows, rendered, reused = [], 0, 0
+    for visit in tqdm(visits, desc="synth", unit="img", disable=not progress):
+        camera = visit_camera(visit, image_size, seed, jitter, hfov_deg)
+        relative = Path("images") / visit.place.split / visit.role / image_name(visit, camera)
+        image_path, label_path = out_dir / relative, label_path_for(out_dir / relative)
+        if not overwrite and image_path.exists() and label_path.exists():
+            reused += 1
+        else:
+            frame = render_visit(town, visit, image_size, seed, jitter, hfov_deg)
+            atomic_write_bytes(label_path, _encode(Image.fromarray(frame.labels, "L"), "PNG"))
+            atomic_write_bytes(image_path, _encode(Image.fromarray(frame.rgb, "RGB"), "JPEG",
+                                                   quality=jpeg_quality))
+            rendered += 1
+        rows.append({"path": relative.as_posix(),
+                     "label_path": label_path.relative_to(out_dir).as_posix(),
+                     "split": visit.place.split, "role": visit.role,
+                     "place_id": visit.place.place_id, "condition": visit.condition,
+                     "visit": visit.visit, "same_condition": int(visit.same_condition),
+                     "east": f"{camera.x:.2f}", "north": f"{camera.y:.2f}",
+                     "heading": f"{camera.heading_deg:.1f}", "height": f"{camera.height:.2f}"})
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=METADATA_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(metadata_path, text.getvalue())
+    return SynthResult(out_dir, metadata_path, len(rows), rendered, reused,
+                       time.perf_counter() - start)

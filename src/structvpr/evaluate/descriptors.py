@@ -1,0 +1,109 @@
+"""Batched descriptor extraction that streams into a memory-mapped file (no Python list of arrays)."""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from structvpr.data.images import BadImageError, image_transform, load_rgb
+
+BAD_IMAGE_POLICIES = ("error", "zeros")
+
+
+class ImagePathDataset(Dataset):
+    """Decoded, resized and normalised images: item i -> (float32 [3, H, W], is_valid).
+
+    With on_bad_image="zeros" an undecodable file gives a zero image and is_valid=False, so the
+    caller can blank its descriptor; with "error" it raises BadImageError naming the file.
+    """
+
+    def __init__(self, paths: Sequence[str | Path], image_size: Sequence[int], mean: Sequence[float],
+                 std: Sequence[float], on_bad_image: str = "error") -> None:
+        if on_bad_image not in BAD_IMAGE_POLICIES:
+            raise ValueError(f"on_bad_image must be one of {BAD_IMAGE_POLICIES}, got {on_bad_image!r}")
+        self.paths = [Path(p) for p in paths]
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.transform = image_transform(self.image_size, mean, std)
+        self.on_bad_image = on_bad_image
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, bool]:
+        try:
+            return self.transform(load_rgb(self.paths[index])), True
+        except BadImageError:
+            if self.on_bad_image == "error":
+                raise
+            return torch.zeros(3, *self.image_size), False
+
+
+def _open_output(out_file: str | Path | None, shape: tuple[int, int]) -> tuple[np.memmap, Path | None]:
+    """A writable float32 memmap: a .npy beside `out_file` (renamed into place at the end), or an
+    anonymous temporary file that disappears when the array is garbage-collected."""
+    if out_file is None:
+        return np.memmap(tempfile.TemporaryFile(prefix="structvpr-descriptors-"), dtype=np.float32,
+                         mode="w+", shape=shape), None
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_file.name}.", suffix=".tmp", dir=out_file.parent)
+    os.close(fd)
+    return np.lib.format.open_memmap(tmp_name, mode="w+", dtype=np.float32, shape=shape), Path(tmp_name)
+
+
+@torch.inference_mode()
+def compute_descriptors(model: nn.Module, paths: Sequence[str | Path], *, image_size: Sequence[int],
+                        mean: Sequence[float], std: Sequence[float], batch_size: int = 32,
+                        device: str | torch.device = "cpu", num_workers: int = 0,
+                        out_file: str | Path | None = None, on_bad_image: str = "error",
+                        progress: bool = True, desc: str = "descriptors") -> np.ndarray:
+    """Descriptors float32 [N, D] of the images at `paths`, row i for paths[i].
+
+    `model` maps [B, 3, H, W] to [B, D]; images are resized to image_size (H, W) and normalised
+    with mean/std. Rows go batch by batch into a memory map: a .npy at `out_file` (written to a
+    temporary name and renamed when complete, returned as np.memmap) or an anonymous temp file.
+    on_bad_image: "error" raises BadImageError naming the file; "zeros" gives a zero row and warns.
+    """
+    if len(paths) == 0:
+        raise ValueError("compute_descriptors: no image paths given")
+    dataset = ImagePathDataset(paths, image_size, mean, std, on_bad_image)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=torch.device(device).type == "cuda")
+    was_training = model.training
+    model.eval()
+    output: np.memmap | None = None
+    tmp_path: Path | None = None
+    bad_paths: list[Path] = []
+    try:
+        start = 0
+        for images, valid in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+            batch = model(images.to(device, non_blocking=True)).float().cpu().numpy()
+            if output is None:
+                output, tmp_path = _open_output(out_file, (len(dataset), batch.shape[1]))
+            batch[~valid.numpy()] = 0.0
+            output[start:start + len(batch)] = batch
+            bad_paths.extend(dataset.paths[start + i] for i in np.flatnonzero(~valid.numpy()))
+            start += len(batch)
+        assert output is not None
+        output.flush()
+        if tmp_path is not None:
+            del output
+            os.replace(tmp_path, out_file)
+            tmp_path = None
+            output = np.load(out_file, mmap_mode="r")
+    finally:
+        model.train(was_training)
+        if tmp_path is not None and tmp_path.exists():
+            tmp_path.unlink()
+    if bad_paths:
+        warnings.warn(f"{len(bad_paths)} undecodable images got zero descriptors, first: {bad_paths[0]}",
+                      stacklevel=2)
+    return output

@@ -1,0 +1,221 @@
+"""Resumable label-map cache: every image gets a `<folder>_labels/<stem>.png` of Cityscapes trainIds.
+
+Images are decoded and resized in DataLoader workers while the network runs; PNGs are encoded and
+written (atomically) by a small thread pool, so decoding and writing overlap with compute. Label maps
+are stored at the image's original size (nearest up-sampling of the prediction). A finished, valid
+PNG (right size, ids in 0..18 or 255) is never recomputed, so a killed run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from structvpr.data.images import BadImageError, load_rgb
+from structvpr.data.label_paths import label_path_for
+from structvpr.io_utils import atomic_write_bytes
+from structvpr.segment.classes import CITYSCAPES_CLASSES, IGNORE_ID, NUM_CITYSCAPES_CLASSES
+
+if TYPE_CHECKING:
+    from structvpr.segment.segmenters import Segmenter
+
+VALID_IDS = np.zeros(256, dtype=bool)
+VALID_IDS[:NUM_CITYSCAPES_CLASSES] = True
+VALID_IDS[IGNORE_ID] = True
+EXIF_ORIENTATION_TAG = 0x0112
+SWAPPING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF rotations by 90 degrees swap width and height
+
+
+class LabelMapError(ValueError):
+    """A label map is missing, unreadable, of the wrong size or holds invalid ids; names the file."""
+
+
+def image_size_hw(path: str | Path) -> tuple[int, int]:
+    """(H, W) of an image as `load_rgb` returns it (EXIF orientation applied), from the header only."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if image.getexif().get(EXIF_ORIENTATION_TAG) in SWAPPING_ORIENTATIONS:
+                width, height = height, width
+    except (OSError, SyntaxError, ValueError) as error:
+        raise BadImageError(path, f"cannot read image header ({type(error).__name__}: {error})") from error
+    return height, width
+
+
+def read_label_map(path: str | Path, expected_hw: Sequence[int] | None = None) -> np.ndarray:
+    """uint8 [H, W] trainIds from a PNG; LabelMapError naming `path` if it is missing, not an 8-bit
+    single-channel image, not `expected_hw` (H, W) in size, or holds ids other than 0..18 and 255."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelMapError(f"{path}: label map does not exist")
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("L", "P"):
+                raise LabelMapError(f"{path}: label map must be 8-bit single-channel (mode L), "
+                                    f"got mode {image.mode}")
+            labels = np.array(image, dtype=np.uint8)
+    except LabelMapError:
+        raise
+    except (OSError, SyntaxError, ValueError) as error:
+        raise LabelMapError(f"{path}: cannot decode label map ({type(error).__name__}: {error})") from error
+    if expected_hw is not None and labels.shape != tuple(expected_hw):
+        raise LabelMapError(f"{path}: label map is {labels.shape[1]}x{labels.shape[0]} (WxH) but its image "
+                            f"is {expected_hw[1]}x{expected_hw[0]}")
+    invalid = ~VALID_IDS[labels]
+    if invalid.any():
+        raise LabelMapError(f"{path}: label map holds ids {sorted(np.unique(labels[invalid]).tolist())} "
+                            f"that are not Cityscapes trainIds (0..18) or ignore (255)")
+    return labels
+
+
+def write_label_map(path: str | Path, labels: np.ndarray) -> None:
+    """Write uint8 [H, W] trainIds as a PNG, atomically (a killed run never leaves a torn file)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8), mode="L").save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def class_histogram(labels: np.ndarray) -> np.ndarray:
+    """int64 [256] pixel count per id."""
+    return np.bincount(labels.ravel(), minlength=256).astype(np.int64)
+
+
+@dataclass
+class CacheSummary:
+    """What a cache run did; `class_pixels` counts pixels per id over every finished label map."""
+
+    total: int = 0
+    written: int = 0
+    already_done: int = 0
+    bad_images: list[str] = field(default_factory=list)  # "<path>: <reason>"
+    class_pixels: np.ndarray = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
+
+    def format(self) -> str:
+        """Multi-line report: counts, then each class's share of all pixels (ignore included)."""
+        lines = [f"{self.total} images: {self.written} label maps written, {self.already_done} already "
+                 f"done, {len(self.bad_images)} bad images skipped"]
+        lines += [f"  bad: {reason}" for reason in self.bad_images]
+        pixels = max(int(self.class_pixels.sum()), 1)
+        lines.append("class frequencies (share of all pixels):")
+        for class_id, name in enumerate(CITYSCAPES_CLASSES):
+            lines.append(f"  {class_id:2d} {name:<14s} {100.0 * self.class_pixels[class_id] / pixels:6.2f}%")
+        lines.append(f" 255 {'ignore':<14s} {100.0 * self.class_pixels[IGNORE_ID] / pixels:6.2f}%")
+        return "\n".join(lines)
+
+
+class _CacheItems(Dataset):
+    """Per image: the histogram of its valid existing label map, or its decoded input tensor,
+    or the reason it could not be decoded. Runs in DataLoader workers."""
+
+    def __init__(self, image_paths: Sequence[Path], transform: Any) -> None:
+        self.image_paths = list(image_paths)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        path = self.image_paths[index]
+        label_path = label_path_for(path)
+        try:
+            if label_path.is_file():
+                with contextlib.suppress(LabelMapError):
+                    labels = read_label_map(label_path, expected_hw=image_size_hw(path))
+                    return {"index": index, "status": "done", "hist": class_histogram(labels)}
+            image = load_rgb(path)
+        except BadImageError as error:
+            return {"index": index, "status": "bad", "reason": error.reason, "message": str(error)}
+        return {"index": index, "status": "todo", "image": self.transform(image),
+                "hw": (image.height, image.width)}
+
+
+def _collate(items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], torch.Tensor | None]:
+    todo = [item for item in items if item["status"] == "todo"]
+    batch = torch.stack([item.pop("image") for item in todo]) if todo else None
+    return items, batch
+
+
+def _worker_init(_: int) -> None:
+    # Workers only decode and resize; one thread each leaves the cores to the network.
+    torch.set_num_threads(1)
+
+
+def _save(path: Path, labels: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    if labels.shape != hw:
+        labels = np.asarray(Image.fromarray(labels, mode="L").resize((hw[1], hw[0]), Image.NEAREST))
+    write_label_map(path, labels)
+    return class_histogram(labels)
+
+
+def remove_stale_temporaries(label_dirs: set[Path]) -> int:
+    """Delete temporary files left by a killed run (`.<name>.png.*.tmp`); returns how many."""
+    removed = 0
+    for folder in label_dirs:
+        if folder.is_dir():
+            for stale in folder.glob(".*.png.*.tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
+                    removed += 1
+    return removed
+
+
+def build_label_cache(image_paths: Sequence[str | Path], segmenter: Segmenter, *, batch_size: int = 8,
+                      num_workers: int = 2, on_bad_image: Literal["error", "skip"] = "error",
+                      progress: bool = True, writer_threads: int = 2) -> CacheSummary:
+    """Write `label_path_for(image)` for every image that lacks a valid one.
+
+    Images are resized to `segmenter.input_size`; predictions are up-sampled (nearest) back to each
+    image's original size. `on_bad_image="error"` raises BadImageError at the first undecodable image;
+    `"skip"` reports it by path (stderr) and counts it in the summary.
+    """
+    if on_bad_image not in ("error", "skip"):
+        raise ValueError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
+    if getattr(segmenter, "name", "") == "precomputed":
+        raise ValueError("the precomputed segmenter reads existing label maps; choose a network to build them")
+    paths = [Path(p) for p in dict.fromkeys(Path(p) for p in image_paths)]  # de-duplicated, ordered
+    remove_stale_temporaries({label_path_for(p).parent for p in paths})
+    summary = CacheSummary(total=len(paths))
+    loader = DataLoader(_CacheItems(paths, segmenter.transform()), batch_size=batch_size, shuffle=False,
+                        num_workers=num_workers, collate_fn=_collate,
+                        worker_init_fn=_worker_init if num_workers > 0 else None,
+                        persistent_workers=False)
+    pending: list[Future] = []
+    with ThreadPoolExecutor(max_workers=writer_threads) as writers, \
+            tqdm(total=len(paths), desc="segment", unit="img", disable=not progress, file=sys.stderr) as bar:
+        for items, batch in loader:
+            for item in items:
+                if item["status"] == "done":
+                    summary.already_done += 1
+                    summary.class_pixels += item["hist"]
+                elif item["status"] == "bad":
+                    if on_bad_image == "error":
+                        raise BadImageError(paths[item["index"]], item["reason"]
+                                            + " (use --on-bad-image skip to skip such images)")
+                    summary.bad_images.append(item["message"])
+                    tqdm.write(f"skipping bad image {item['message']}", file=sys.stderr)
+            if batch is not None:
+                labels = segmenter.segment(batch).numpy()
+                todo = [item for item in items if item["status"] == "todo"]
+                for item, label in zip(todo, labels):
+                    pending.append(writers.submit(_save, label_path_for(paths[item["index"]]),
+                                                  label, tuple(item["hw"])))
+            # keep at most a few batches of PNGs in flight so memory stays bounded
+            while len(pending) > 2 * batch_size:
+                summary.class_pixels += pending.pop(0).result()
+                summary.written += 1
+            bar.update(len(items))
+        for future in pending:
+            summary.class_pixels += future.result()
+            summary.written += 1
+    return summary

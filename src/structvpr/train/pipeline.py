@@ -1,0 +1,195 @@
+"""`structvpr train --stage all`: Stage I (rgb + seg) -> partition -> Stage II -> evaluation -> report.
+
+Run folders under `train.output_dir`: stage1-rgb, stage1-seg, partition, stage2 (the student),
+stage2-vpr-only (the RGB baseline trained for the same total epochs as the student), and one folder
+per ablation. Finished runs (a `model.pt` present) are reused, so an interrupted pipeline resumes
+at the first missing stage. The report (`report.md` + `report.json`) has one row per model with
+the dataset, split, counts and Recall@N.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from structvpr.config import Config, DatasetSource, config_to_dict, dump_config
+from structvpr.io_utils import atomic_write_text
+from structvpr.model.branches import build_seg_branch, save_seg_branch
+from structvpr.train.lightning_vpr import VPRLightningModule
+
+# Ablations of the student; "variants" retrains teacher + partition for every other label variant.
+DEFAULT_ABLATIONS = ("no_weights", "no_label_features", "no_alignment", "variants")
+ABLATION_SETTINGS = {
+    "no_weights": ({"uniform_weights": True}, "all sample weights = 1"),
+    "no_label_features": ({"lambda_l": 0.0, "lambda_a": 0.0}, "global distillation only"),
+    "no_alignment": ({"lambda_a": 0.0}, "no semantic alignment"),
+}
+VPR_ONLY = {"lambda_g": 0.0, "lambda_l": 0.0, "lambda_a": 0.0}
+
+
+class SegBranchModule(VPRLightningModule):
+    """Stage I of the StructVPR++ teacher: the Stage I seg module whose network is a SegBranch
+    (VPRNet on SLME + label-feature head); its descriptor [global ; label] gets the VPR loss."""
+
+    def __init__(self, config: dict, branch: str = "seg") -> None:
+        super().__init__(config, "seg")
+        self.network = build_seg_branch(self.experiment, self.merge_table)
+
+
+def train_teacher(config: Config, run_name: str = "stage1-seg") -> Path:
+    """Train the seg-branch with label features (Stage I) and write `<run>/model.pt` (SegBranch file)."""
+    import lightning as L
+
+    from structvpr.train.datamodule import VPRDataModule
+    from structvpr.train.stage1 import _best_weights, build_trainer
+
+    run_dir = Path(config.train.output_dir) / run_name
+    L.seed_everything(config.train.seed, workers=True, verbose=False)
+    module = SegBranchModule(config_to_dict(config))
+    datamodule = VPRDataModule(config, "seg")
+    trainer = build_trainer(config, run_dir, run_sanity_validation=False)
+    if trainer.is_global_zero:
+        dump_config(config, run_dir / "config.yaml")
+    trainer.fit(module, datamodule=datamodule, weights_only=True)
+    if trainer.is_global_zero:
+        state, source = _best_weights(trainer, module)
+        module.network.load_state_dict(state)
+        save_seg_branch(module.network.cpu(), run_dir / "model.pt",
+                        {"stage": 1, "branch": "seg", "weights_from": source,
+                         "train_dataset": datamodule.train_description, "config": config_to_dict(config),
+                         "recall_history": module.recall_history})
+    return run_dir
+
+
+def _with_structvpr(config: Config, **changes) -> Config:
+    return dataclasses.replace(config, structvpr=dataclasses.replace(config.structvpr, **changes))
+
+
+def _evaluation_items(dataset, config: Config, with_labels: bool):
+    from torch.utils.data import DataLoader
+
+    from structvpr.data.training_set import PlaceTrainingSet
+
+    paths = list(dataset.database_paths) + list(dataset.query_paths)
+    items = PlaceTrainingSet(paths, np.arange(len(paths)), image_size=config.model.image_size,
+                             mean=config.model.mean, std=config.model.std, with_labels=with_labels)
+    return DataLoader(items, batch_size=config.data.val_batch_size, shuffle=False,
+                      num_workers=config.data.num_workers)
+
+
+def describe_dataset(model, dataset, config: Config, device: str, teacher: bool = False) -> np.ndarray:
+    """Descriptors float32 [Nd + Nq, D] of the database then the queries (teacher: from label maps)."""
+    from structvpr.segment.classes import load_merge_table
+    from structvpr.segment.slme import slme_one_hot
+
+    merge_table = load_merge_table(config.structvpr.merge_table) if teacher else None
+    outputs = []
+    model = model.to(device).eval()
+    with torch.no_grad():
+        for batch in _evaluation_items(dataset, config, with_labels=teacher):
+            if teacher:
+                inputs = slme_one_hot(merge_table.merge(batch["label_map"]), merge_table.num_classes,
+                                      size=model.config.image_size)
+            else:
+                inputs = batch["image"]
+            outputs.append(model(inputs.to(device)).float().cpu())
+    return torch.cat(outputs).numpy()
+
+
+def evaluate_model(model, dataset, positives, config: Config, device: str, teacher: bool = False) -> dict:
+    """Recall@N (percent) of one model on one split, with the split's name and counts."""
+    from structvpr.evaluate.recall import recall_at_n
+
+    descriptors = describe_dataset(model, dataset, config, device, teacher)
+    recalls = recall_at_n(descriptors[dataset.num_database:], descriptors[:dataset.num_database], positives,
+                          ns=tuple(config.data.recall_values))
+    return {"dataset": dataset.name, "split": dataset.split, "queries": dataset.num_queries,
+            "database": dataset.num_database, "summary": dataset.summary(),
+            **{f"R@{n}": round(100.0 * value, 2) for n, value in recalls.items()}}
+
+
+def report_markdown(rows: Sequence[dict], recall_values: Sequence[int]) -> str:
+    """The report table: one row per model."""
+    header = ["model", "dataset", "split", "queries", "database", *[f"R@{n}" for n in recall_values],
+              "epochs", "notes"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        lines.append("| " + " | ".join(str(row.get(key, "")) for key in header) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_all(config: Config, ablations: Sequence[str] | None = None, device: str | None = None,
+            eval_sources: Sequence[DatasetSource] | None = None) -> Path:
+    """The whole recipe; returns `train.output_dir`. See the module docstring for the run folders.
+
+    ablations: subset of DEFAULT_ABLATIONS (default all). eval_sources: dataset splits to report on
+    (default `data.val`). device: for evaluation and the partition (default: cuda if available).
+    """
+    from structvpr.model.model_file import load_model_file
+    from structvpr.model.branches import load_seg_branch
+    from structvpr.train.datamodule import open_source
+    from structvpr.train.partition import run_partition
+    from structvpr.train.stage1 import run_stage1
+    from structvpr.train.stage2 import run_stage2
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    root = Path(config.train.output_dir)
+    ablations = list(DEFAULT_ABLATIONS if ablations is None else ablations)
+    unknown = sorted(set(ablations) - set(DEFAULT_ABLATIONS))
+    if unknown:
+        raise ValueError(f"unknown ablations {unknown} (choose from {', '.join(DEFAULT_ABLATIONS)})")
+    stage1_epochs = config.train.epochs
+    stage2_epochs = config.structvpr.stage2_epochs or config.train.epochs
+
+    def done(run_name: str) -> bool:
+        return (root / run_name / "model.pt").is_file()
+
+    if not done("stage1-rgb"):
+        run_stage1(config, "rgb")
+    runs = []  # (name, run folder, kind, epochs, notes)
+    runs.append(("RGB baseline (Stage I)", root / "stage1-rgb", "rgb", stage1_epochs, "VPR loss only"))
+    variants = [config.structvpr.variant]
+    if "variants" in ablations:
+        variants += [v for v in ("lmc", "lc", "mc", "mlp") if v != config.structvpr.variant]
+    for variant in variants:
+        suffix = "" if variant == config.structvpr.variant else f"-{variant}"
+        variant_config = _with_structvpr(config, variant=variant)
+        if not done(f"stage1-seg{suffix}"):
+            train_teacher(variant_config, f"stage1-seg{suffix}")
+        if not (root / f"partition{suffix}" / "teacher_cache" / "cache.json").is_file():
+            run_partition(variant_config, teacher_path=root / f"stage1-seg{suffix}" / "model.pt",
+                          output_dir=root / f"partition{suffix}", device=device)
+        if not suffix:
+            runs.append((f"teacher: seg-branch ({variant}, needs labels)", root / "stage1-seg", "teacher",
+                         stage1_epochs, "input = SLME label maps"))
+        jobs = [(f"stage2{suffix}", {}, f"StructVPR++ student ({variant})", "")]
+        if not suffix:
+            jobs.append(("stage2-vpr-only", VPR_ONLY, "RGB baseline (same total epochs)",
+                         "Stage I + Stage II epochs, VPR loss only"))
+            jobs += [(f"stage2-{name}", ABLATION_SETTINGS[name][0], f"ablation: {name}", ABLATION_SETTINGS[name][1])
+                     for name in ablations if name in ABLATION_SETTINGS]
+        for run_name, settings, label, notes in jobs:
+            if not done(run_name):
+                run_stage2(variant_config, run_name, cache_dir=root / f"partition{suffix}" / "teacher_cache",
+                           settings_overrides=settings)
+            runs.append((label, root / run_name, "rgb", stage1_epochs + stage2_epochs, notes))
+    rows = []
+    for source in eval_sources or [config.data.val]:
+        dataset = open_source(source, "evaluation")
+        positives = dataset.positives_per_query(config.data.val_threshold_m)
+        for label, run_dir, kind, epochs, notes in runs:
+            if kind == "teacher":
+                model, _ = load_seg_branch(run_dir / "model.pt")
+            else:
+                model, _ = load_model_file(run_dir / "model.pt")
+            result = evaluate_model(model, dataset, positives, config, device, teacher=kind == "teacher")
+            rows.append({"model": label, "run": run_dir.name, "epochs": epochs, "notes": notes, **result})
+            print(f"[report] {label}: {result['summary']}: R@1 {result.get('R@1')}", flush=True)
+    atomic_write_text(root / "report.json", json.dumps({"rows": rows, "config": config_to_dict(config)}, indent=2))
+    atomic_write_text(root / "report.md", "# StructVPR++ report\n\n" + report_markdown(rows, config.data.recall_values))
+    print(report_markdown(rows, config.data.recall_values), flush=True)
+    return root

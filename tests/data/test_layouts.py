@@ -25,6 +25,7 @@ from structvpr.data.layouts import (
     open_dataset,
     skipped_summary,
 )
+from structvpr.data.layouts.convert_gt import main as convert_main
 from structvpr.data.layouts.sequences import FRAME_SPACING_M
 from structvpr.data.place_dataset import DatasetError
 
@@ -97,7 +98,8 @@ def _msls_fixture(root: Path) -> Path:
     sf = root / "train_val" / "sf"
     # Same UTM numbers as the cph database image: a different city, so never a positive.
     write_msls_side(sf / "query", [{"key": "sf_q", "east": 110.0, "north": 0.0, "pano": False, "all": True}])
-    write_msls_side(sf / "database", [{"key": "sf_d", "east": 130.0, "north": 0.0, "pano": False, "all": True}])
+    write_msls_side(sf / "database",
+                    [{"key": "sf_d", "east": 130.0, "north": 0.0, "pano": False, "all": True}])
     return root
 
 
@@ -146,7 +148,7 @@ def test_gt_list_npy_needs_allow_pickle_and_converts(tmp_path: Path) -> None:
     np.save(tmp_path / "gt" / "ground_truth_new.npy",
             vpr_bench_ground_truth([(0, [0, 1]), (1, [4, 2]), (2, [])]), allow_pickle=True)
     assert detect_layout(tmp_path / "gt") == "gt_list"
-    with pytest.raises(DatasetError, match="allow_pickle=True.*python -m structvpr.data.layouts.gt_lists"):
+    with pytest.raises(DatasetError, match="allow_pickle=True.*python -m structvpr.data.layouts.convert_gt"):
         open_dataset(tmp_path / "gt")
     dataset = open_dataset(tmp_path / "gt", allow_pickle=True)
     assert (dataset.num_queries, dataset.num_database, dataset.split) == (3, 5, "query->ref")
@@ -154,6 +156,8 @@ def test_gt_list_npy_needs_allow_pickle_and_converts(tmp_path: Path) -> None:
     assert "explicit ground truth" in dataset.summary()
     # The converted .npz loads without pickles and gives the same positives.
     assert convert_ground_truth_npy(tmp_path / "gt" / "ground_truth_new.npy", tmp_path / "gt" / "gt.npz") == 3
+    assert convert_main([str(tmp_path / "gt" / "ground_truth_new.npy"), str(tmp_path / "copy.npz")]) == 0
+    assert convert_main([str(tmp_path / "gt" / "query" / "0000000.jpg"), str(tmp_path / "bad.npz")]) == 1
     (tmp_path / "gt" / "ground_truth_new.npy").unlink()
     converted = open_dataset(tmp_path / "gt")
     assert as_lists(converted.positives_per_query()) == [[0, 1], [2, 4], []]
@@ -187,13 +191,15 @@ def test_sequence_layout_frames_and_threshold(tmp_path: Path) -> None:
     dataset = open_dataset(tmp_path / "seq", frame_tolerance=2)
     assert dataset.split == "winter->summer"
     assert dataset.database_paths[0].parent.name == "summer"
-    np.testing.assert_allclose(dataset.query_coords[:3], [[0, 0], [0, FRAME_SPACING_M], [0, 2 * FRAME_SPACING_M]])
+    np.testing.assert_allclose(dataset.query_coords[:3],
+                               [[0, 0], [0, FRAME_SPACING_M], [0, 2 * FRAME_SPACING_M]])
     assert dataset.positives_per_query()[5].tolist() == [3, 4, 5, 6, 7]
     assert dataset.positives_per_query()[0].tolist() == [0, 1, 2]
     # 25 m is 10.5 frames: the tolerance derived from a threshold is 10 frames.
     wide = open_dataset(tmp_path / "seq", threshold_m=25.0)
     assert wide.extra["frame_tolerance"] == 10 and wide.positives_per_query()[0].tolist() == list(range(11))
-    swapped = open_dataset(tmp_path / "seq", database_folder="winter", query_folder="summer", frame_tolerance=0)
+    swapped = open_dataset(tmp_path / "seq", database_folder="winter", query_folder="summer",
+                           frame_tolerance=0)
     assert swapped.split == "summer->winter"
     assert swapped.positives_per_query()[7].tolist() == [7]
 

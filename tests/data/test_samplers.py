@@ -125,3 +125,15 @@ def test_lightning_trains_on_place_batches_and_advances_epochs(tmp_path) -> None
     assert module.seen[:3] == list(sampler)
     sampler.set_epoch(1)
     assert module.seen[3:] == list(sampler)  # Lightning set epoch 1 through batch_sampler.sampler
+
+
+
+@pytest.mark.slow
+def test_real_process_group_shards_batches(tmp_path) -> None:
+    import torch.multiprocessing as mp
+    from ddp_sampler_worker import write_rank_batches
+
+    mp.spawn(write_rank_batches, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    shards = [np.load(tmp_path / f"rank{r}.npy").tolist() for r in range(2)]
+    single = list(PlaceBatchSampler(labels([2] * 24), 3, 2, seed=5, batches_per_epoch=8))
+    assert shards[0] == single[0::2] and shards[1] == single[1::2]

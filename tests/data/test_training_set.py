@@ -38,7 +38,8 @@ def test_grid_places_hold_only_true_positives() -> None:
 
 
 def test_training_set_from_utm_dataset_items(tmp_path: Path) -> None:
-    write_utm_split(tmp_path / "ds", "train", [(0.5, 0.5), (2.0, 1.0), (100.5, 0.5)], [(1.0, 2.0), (100.0, 1.0)])
+    write_utm_split(tmp_path / "ds", "train", database_east_north=[(0.5, 0.5), (2.0, 1.0), (100.5, 0.5)],
+                    query_east_north=[(1.0, 2.0), (100.0, 1.0)])
     dataset = open_dataset(tmp_path / "ds", split="train")
     training = PlaceTrainingSet.from_place_dataset(dataset, image_size=(12, 16))
     assert len(training) == 5 and training.num_places == 2
@@ -111,3 +112,21 @@ def test_bad_image_policy_in_training_set(tmp_path: Path) -> None:
         PlaceTrainingSet([good, tmp_path / "bad.jpg"], [0, 1], image_size=(4, 4))[1]
     training = PlaceTrainingSet([good, tmp_path / "bad.jpg"], [0, 1], image_size=(4, 4), on_bad_image="skip")
     assert len(training) == 1 and training.skipped_bad_images == [str(tmp_path / "bad.jpg")]
+
+
+def test_synthetic_town_trains_with_its_places_and_label_maps(tmp_path: Path) -> None:
+    from structvpr.data.synth.writer import generate_town
+
+    generate_town(tmp_path / "town", places=6, image_size=(32, 48), progress=False)
+    dataset = open_dataset(tmp_path / "town", split="train")
+    assert dataset.extra["layout"] == "utm"
+    training = PlaceTrainingSet.from_place_dataset(dataset, image_size=(32, 48), with_labels=True)
+    with open(tmp_path / "town" / "metadata.csv", newline="") as handle:
+        place_of = {row["path"]: row["place_id"] for row in csv.DictReader(handle)}
+    # Same metadata place_id <=> same training label.
+    ids = [place_of[p.relative_to(tmp_path / "town").as_posix()] for p in training.paths]
+    for i in range(len(ids)):
+        for j in range(len(ids)):
+            assert (ids[i] == ids[j]) == (training.places[i] == training.places[j])
+    item = training[0]
+    assert item["label_map"].shape == (32, 48) and item["label_map"].dtype == torch.uint8

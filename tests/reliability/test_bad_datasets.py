@@ -42,7 +42,8 @@ def test_utm_empty_split_names_the_folder(tmp_path: Path) -> None:
 
 def test_utm_missing_split(tmp_path: Path) -> None:
     utm_split(tmp_path / "ds")
-    with pytest.raises(DatasetError, match=r"images/val: split 'val' does not exist \(available: \['test'\]\)"):
+    with pytest.raises(DatasetError,
+                       match=r"images/val: split 'val' does not exist \(available: \['test'\]\)"):
         open_dataset(tmp_path / "ds", split="val")
 
 
@@ -63,12 +64,14 @@ def test_utm_images_paths_txt_problems(tmp_path: Path, line: str, problem: str) 
 
 def test_mat_without_dbstruct(tmp_path: Path) -> None:
     scipy.io.savemat(tmp_path / "pitts30k_test.mat", {"something": np.zeros(3)})
-    with pytest.raises(DatasetError, match=r"pitts30k_test.mat: no dbStruct struct \(variables: \['something'\]\)"):
+    with pytest.raises(DatasetError,
+                       match=r"pitts30k_test.mat: no dbStruct struct \(variables: \['something'\]\)"):
         open_dataset(tmp_path)
 
 
 def test_mat_with_missing_fields_and_wrong_counts(tmp_path: Path) -> None:
-    scipy.io.savemat(tmp_path / "a.mat", {"dbStruct": {"whichSet": "test", "dbImage": np.array(["x.jpg"], dtype=object)}})
+    scipy.io.savemat(tmp_path / "a.mat",
+                     {"dbStruct": {"whichSet": "test", "dbImage": np.array(["x.jpg"], dtype=object)}})
     with pytest.raises(DatasetError, match=r"a.mat: dbStruct lacks field\(s\) \['utmDb', 'qImage', 'utmQ'\]"):
         open_dataset(tmp_path / "a.mat")
     image(tmp_path / "b" / "000" / "d.jpg")
@@ -86,7 +89,8 @@ def test_mat_image_path_escaping_root(tmp_path: Path) -> None:
     scipy.io.savemat(tmp_path / "p" / "pitts30k_test.mat", {"dbStruct": {
         "dbImage": np.array(["000/d.jpg", "../../secret.jpg"], dtype=object), "utmDb": np.zeros((2, 2)),
         "qImage": np.array(["q.jpg"], dtype=object), "utmQ": np.zeros((2, 1))}})
-    with pytest.raises(DatasetError, match=r"pitts30k_test.mat: image path '../../secret.jpg' points outside"):
+    with pytest.raises(DatasetError,
+                       match=r"pitts30k_test.mat: image path '../../secret.jpg' points outside"):
         open_dataset(tmp_path / "p")
 
 
@@ -107,7 +111,8 @@ def _msls_city(root: Path, post_header: list[str], key: str = "k1") -> Path:
 
 def test_msls_csv_with_wrong_fields(tmp_path: Path) -> None:
     side = _msls_city(tmp_path, ["key", "utm_x", "utm_y"])
-    with pytest.raises(DatasetError, match=rf"{side / 'postprocessed.csv'}: missing column\(s\) \['easting', 'northing'\]"):
+    expected = rf"{side / 'postprocessed.csv'}: missing column\(s\) \['easting', 'northing'\]"
+    with pytest.raises(DatasetError, match=expected):
         open_dataset(tmp_path, cities=["cph"])
 
 
@@ -133,7 +138,8 @@ def gt_folders(root: Path, queries: int = 2, database: int = 2) -> None:
 def test_npz_with_wrong_fields(tmp_path: Path) -> None:
     gt_folders(tmp_path)
     np.savez(tmp_path / "gt.npz", utm_queries=np.zeros((2, 2)))
-    with pytest.raises(DatasetError, match=r"gt.npz: expected arrays utmQ \+ utmDb .* found \['utm_queries'\]"):
+    with pytest.raises(DatasetError,
+                       match=r"gt.npz: expected arrays utmQ \+ utmDb .* found \['utm_queries'\]"):
         open_dataset(tmp_path)
 
 
@@ -184,3 +190,11 @@ def test_folder_without_images(tmp_path: Path) -> None:
 def test_bad_policy_value(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="on_bad_image must be one of"):
         open_dataset(tmp_path, on_bad_image="ignore")
+
+
+def test_skipping_every_query_image_is_an_error(tmp_path: Path) -> None:
+    gt_folders(tmp_path, queries=1, database=2)
+    (tmp_path / "query" / "0000000.jpg").write_bytes(b"GIF89a broken")
+    np.save(tmp_path / "gt.npy", np.array([[True, False]]))
+    with pytest.raises(DatasetError, match=r"no readable database or query images left .*0000000.jpg"):
+        open_dataset(tmp_path, on_bad_image="skip")

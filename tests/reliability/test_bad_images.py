@@ -26,7 +26,8 @@ def test_truncated_jpeg(tmp_path: Path) -> None:
     Image.fromarray(whole).save(tmp_path / "whole.jpg", quality=95)
     data = (tmp_path / "whole.jpg").read_bytes()
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
-    with pytest.raises(BadImageError, match=r"cut.jpg: cannot decode image \(OSError: image file is truncated"):
+    with pytest.raises(BadImageError,
+                       match=r"cut.jpg: cannot decode image \(OSError: image file is truncated"):
         load_rgb(tmp_path / "cut.jpg")
 
 
@@ -85,7 +86,8 @@ def test_palette_images_with_and_without_transparency(tmp_path: Path) -> None:
     palette_image.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * 759)
     palette_image.putdata([0, 1, 2])
     palette_image.save(tmp_path / "palette.png")
-    assert np.asarray(load_rgb(tmp_path / "palette.png")).tolist() == [[[255, 0, 0], [0, 255, 0], [0, 0, 255]]]
+    pixels = np.asarray(load_rgb(tmp_path / "palette.png"))
+    assert pixels.tolist() == [[[255, 0, 0], [0, 255, 0], [0, 0, 255]]]
     palette_image.save(tmp_path / "palette_transparent.png", transparency=1)
     assert np.asarray(load_rgb(tmp_path / "palette_transparent.png"))[0, 1].tolist() == [0, 0, 0]
 
@@ -129,7 +131,8 @@ def test_huge_image_refused_without_exhausting_memory(tmp_path: Path) -> None:
 
 def test_large_jpeg_refused_or_downscaled_while_decoding(tmp_path: Path) -> None:
     big = jpeg(tmp_path / "big.jpg", size=(2400, 1600))
-    with pytest.raises(BadImageError, match=r"big.jpg: image is 2400x1600 pixels, above the limit of 1000000"):
+    with pytest.raises(BadImageError,
+                       match=r"big.jpg: image is 2400x1600 pixels, above the limit of 1000000"):
         load_rgb(big, max_pixels=1_000_000)
     small = load_rgb(big, max_side=300, max_pixels=1_000_000)  # libjpeg decodes at 1/8 scale
     assert small.size == (300, 200)

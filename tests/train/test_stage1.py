@@ -15,15 +15,17 @@ from structvpr.train.stage1 import fit_stage1, run_stage1, stage1_run_dir
 def tiny_config(shared_dir: Path, output_dir: Path, *overrides: str) -> Config:
     """EfficientNet-Lite0 (ImageNet, offline) at 32x64 on Nordland frames 0-80 of both seasons.
 
-    Validation (frames 0-40) is inside the training frames: an easy set on which R@1 must rise.
+    The backbone is frozen (fast, BatchNorm fixed) and GeM + a 64-d FC layer learn. Validation
+    (frames 0-40) is inside the training frames: an easy set on which Recall must rise.
     """
     nordland = shared_dir / "data" / "nordland_64x32"
     source = {"path": str(nordland), "layout": "sequence", "index_range": [0, 80],
               "options": {"database_folder": "summer", "query_folder": "winter", "frame_tolerance": 1}}
     base = [f"data.train={json.dumps(source)}", f"data.val={json.dumps({**source, 'index_range': [0, 40]})}",
             "data.num_workers=0", "data.val_batch_size=40", "model.image_size=[32,64]",
+            "model.frozen_stages=4", "model.descriptor_dim=64",
             "train.places_per_batch=4", "train.images_per_place=4", "train.batches_per_epoch=3",
-            "train.lr=1e-3", "train.epochs=2", "train.accelerator=cpu", "train.devices=1",
+            "train.lr=1e-2", "train.epochs=2", "train.accelerator=cpu", "train.devices=1",
             "train.deterministic=true", "train.validate_before_training=false",
             f"train.output_dir={output_dir}"]
     return load_config(None, base + list(overrides))
@@ -44,8 +46,9 @@ def test_training_raises_recall_and_writes_the_run(uninterrupted_run: Path) -> N
     summary = json.loads((uninterrupted_run / "summary.json").read_text())
     history = summary["recall_history"]
     assert [entry["when"] for entry in history] == ["before training", "epoch 0", "epoch 1"]
-    before, after = history[0]["recalls"]["1"], history[-1]["recalls"]["1"]
-    assert after > before + 0.05, (before, after)
+    before, after = history[0]["recalls"], history[-1]["recalls"]
+    # Measured: R@1 0.150 -> 0.225 and R@5 0.400 -> 0.650 (deterministic on CPU).
+    assert after["1"] > before["1"] and after["5"] >= before["5"] + 0.1, (before, after)
     assert "nordland_64x32 winter->summer [0:40]" in summary["val_dataset"]
     assert summary["global_step"] == 6
     for name in ("config.yaml", "model.pt", "checkpoints/last.ckpt", "checkpoints/best.ckpt"):
@@ -53,7 +56,8 @@ def test_training_raises_recall_and_writes_the_run(uninterrupted_run: Path) -> N
     from structvpr.model.model_file import load_model_file
 
     model, metadata = load_model_file(uninterrupted_run / "model.pt")
-    assert metadata["branch"] == "rgb" if "branch" in metadata else True
+    assert metadata["branch"] == "rgb" and metadata["stage"] == 1
+    assert metadata["weights_from"].endswith("best.ckpt")
     best = network_state(uninterrupted_run / "checkpoints" / "best.ckpt")
     for key, value in model.state_dict().items():
         assert torch.equal(value, best[f"network.{key}"]), key

@@ -1,6 +1,7 @@
 """Stage II end to end on a tiny on-disk dataset: partition -> cache -> student; export equality."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ from structvpr.io_utils import sha256_of_file
 
 model_file = pytest.importorskip("structvpr.model.model_file")
 
-SIZE = 64
+SIZE = 64  # scenes on disk; the models read them at INPUT x INPUT
+INPUT = 32
 # Cityscapes trainIds used by the fake scenes: road, building, vegetation, sky, car (dynamic).
 ROAD, BUILDING, VEGETATION, SKY, CAR = 0, 2, 8, 10, 13
 
@@ -45,6 +47,15 @@ def _write_split(root: Path, split: str, places: int, db_per_place: int, rng: np
                     Image.fromarray(array).save(target)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny convolutions run ~10x faster on one thread than on two busy shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> tuple:
     root = tmp_path_factory.mktemp("tiny")
@@ -54,7 +65,7 @@ def tiny_run(tmp_path_factory) -> tuple:
     config = load_config(None, [
         f"data.train.path={root / 'data'}", "data.train.split=train", f"data.val.path={root / 'data'}",
         "data.val.split=val", "data.num_workers=0", "data.val_batch_size=8",
-        "model.backbone=resnet18", "model.pretrained=false", f"model.image_size=[{SIZE},{SIZE}]",
+        "model.backbone=efficientnet_lite0", "model.pretrained=false", f"model.image_size=[{INPUT},{INPUT}]",
         "train.epochs=1", "train.batches_per_epoch=2", "train.places_per_batch=3", "train.images_per_place=2",
         "train.accelerator=cpu", "train.devices=1", f"train.output_dir={root / 'runs'}",
         "train.validate_before_training=false", "train.seed=0"])
@@ -75,7 +86,6 @@ def _write_stage1_models(config) -> tuple[Path, Path]:
     return out / "stage1-seg" / "model.pt", out / "stage1-rgb" / "model.pt"
 
 
-@pytest.mark.slow
 def test_partition_cache_and_stage2_run(tiny_run) -> None:
     from structvpr.train.partition import load_partition, load_teacher_cache, run_partition
     from structvpr.train.stage2 import run_stage2
@@ -106,13 +116,13 @@ def _module_and_batch(config, weights: list[float]):
     datamodule = Stage2DataModule(config)
     datamodule.setup("fit")
     torch.manual_seed(0)
-    module = Stage2Module(config_to_dict(config), {"global_dim": 512, "unit_dim": 128, "num_units": 15})
+    module = Stage2Module(config_to_dict(config), {"global_dim": 1280, "unit_dim": 128, "num_units": 15})
     indices = [0, 1, 4, 5]
     batch = torch.utils.data.default_collate([datamodule.train_set[i] for i in indices])
     count = len(datamodule.train_set)
     generator = np.random.default_rng(1)
     cache = TeacherCache(Path("."), [str(p) for p in datamodule.train_set.paths],
-                         generator.normal(size=(count, 512)).astype(np.float32),
+                         generator.normal(size=(count, 1280)).astype(np.float32),
                          generator.normal(size=(count, 15, 128)).astype(np.float16), np.ones((count, 15), bool),
                          np.zeros(count, np.float32), {})
     cache.weights[indices] = weights
@@ -151,10 +161,29 @@ def test_exported_student_descriptor_equals_training_global_descriptor(tiny_run,
     with torch.no_grad():
         levels = module.network.forward_features(batch["image"])
         training_global = module.network.aggregate(levels)
-        module.label_head(levels, torch.ones(4, 6, SIZE, SIZE) / 6)  # the training-only path runs too
+        module.label_head(levels, torch.ones(4, 6, INPUT, INPUT) / 6)  # the training-only path runs too
     model_file.save_model_file(module.network, tmp_path / "student.pt", {"stage": 2})
     exported, _ = model_file.load_model_file(tmp_path / "student.pt")
     assert type(exported).__name__ == "VPRNet"
     assert not any("label" in name for name, _ in exported.named_modules())
     with torch.no_grad():
         assert torch.allclose(exported.eval()(batch["image"]), training_global, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_run_all_writes_a_report_with_every_row(tiny_run, tmp_path) -> None:
+    import json
+
+    from structvpr.train.pipeline import run_all
+
+    _, config = tiny_run
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, output_dir=str(tmp_path / "runs")))
+    root = run_all(config, ablations=["no_weights"], device="cpu")
+    rows = json.loads((root / "report.json").read_text())["rows"]
+    assert [row["run"] for row in rows] == ["stage1-rgb", "stage1-seg", "stage2", "stage2-vpr-only",
+                                            "stage2-no_weights"]
+    for row in rows:
+        assert row["dataset"] and row["split"] == "val" and row["queries"] == 4 and row["database"] == 4
+        assert 0.0 <= row["R@1"] <= row["R@5"] <= 100.0
+    assert [row["epochs"] for row in rows] == [1, 1, 2, 2, 2]
+    assert "| RGB baseline (same total epochs) |" in (root / "report.md").read_text()

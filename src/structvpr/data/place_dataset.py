@@ -80,6 +80,11 @@ class PlaceDataset:
 
     def summary(self) -> str:
         """One line naming dataset, split, counts and threshold."""
-        threshold = "explicit ground truth" if self.ground_truth is not None else f"threshold {self.threshold_m:g} m"
+        if self.ground_truth is not None:
+            threshold = "explicit ground truth"
+        elif "frame_tolerance" in self.extra:
+            threshold = f"threshold +/- {self.extra['frame_tolerance']} frames"
+        else:
+            threshold = f"threshold {self.threshold_m:g} m"
         return (f"{self.name} {self.split}: {self.num_queries} queries, {self.num_database} database, "
                 f"{threshold}")

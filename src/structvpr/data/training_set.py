@@ -109,6 +109,12 @@ class PlaceTrainingSet(Dataset):
                  transform: Callable[[Image.Image], torch.Tensor] | None = None,
                  centres: np.ndarray | None = None, on_bad_image: str = "error",
                  max_side: int | None = None) -> None:
+        """`paths` with one integer place label each (any ids; stored as 0..P-1 in `places`).
+
+        centres: optional float [max id + 1, 2] metres, indexed by the given ids (for the sampler's
+        place separation). on_bad_image='skip' decodes every image once and drops unreadable ones
+        (listed in `skipped_bad_images`). max_side bounds decoding of large JPEGs (see load_rgb).
+        """
         if on_bad_image not in ("error", "skip"):
             raise ValueError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
         paths = [Path(p) for p in paths]
@@ -178,7 +184,8 @@ class PlaceTrainingSet(Dataset):
         for path in paths:
             relative = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
             if relative not in place_of:
-                raise DatasetError(f"{printable_path(csv_path)}: no place_id for image {printable_path(path)}")
+                raise DatasetError(f"{printable_path(csv_path)}: no place_id for image "
+                                   f"{printable_path(path)}")
             place_ids.append(place_of[relative])
             coords.append(coords_of.get(relative, (np.nan, np.nan)))
         _, places = np.unique(np.asarray(place_ids), return_inverse=True)

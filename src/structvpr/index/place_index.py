@@ -104,7 +104,8 @@ class PlaceIndex:
     """
 
     def __init__(self, index: faiss.Index, kind: str, params: dict[str, Any], ids: np.ndarray,
-                 metadata: dict[str, np.ndarray], vectors: np.ndarray | None, use_gpu: bool | str) -> None:
+                 metadata: dict[str, np.ndarray], vectors: np.ndarray | None, use_gpu: bool | str,
+                 info: dict[str, Any] | None = None) -> None:
         self.index = index
         self.kind = kind
         self.params = params
@@ -112,6 +113,8 @@ class PlaceIndex:
         self.metadata = metadata
         self.vectors = vectors
         self.use_gpu = use_gpu
+        # Free-form JSON-safe provenance saved in the manifest (model file, hash, image folder).
+        self.info: dict[str, Any] = dict(info or {})
         self._gpu_index: faiss.Index | None = None
 
     # ------------------------------------------------------------------ building
@@ -305,8 +308,8 @@ class PlaceIndex:
                 _save_npy(staging / "vectors.npy", self.vectors)
             manifest = {"format": "structvpr-place-index", "version": FORMAT_VERSION, "kind": self.kind,
                         "params": self.params, "count": len(self), "metadata": sorted(self.metadata),
-                        "vectors": self.vectors is not None}
-            atomic_write_text(staging / "manifest.json", json.dumps(manifest, indent=2))
+                        "vectors": self.vectors is not None, "info": self.info}
+            atomic_write_text(staging / "manifest.json", json.dumps(manifest, indent=2, default=str))
             _swap_folder(staging, path)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -335,7 +338,8 @@ class PlaceIndex:
         if index.ntotal != manifest["count"] or len(ids) != index.ntotal or any(
                 len(values) != index.ntotal for values in metadata.values()):
             raise IndexFileError(f"{path}: index, ids and metadata row counts disagree")
-        return cls(index, manifest["kind"], manifest["params"], ids, metadata, vectors, use_gpu)
+        return cls(index, manifest["kind"], manifest["params"], ids, metadata, vectors, use_gpu,
+                   manifest.get("info"))
 
 
 def _exact_rerank(queries: np.ndarray, positions: np.ndarray, vectors: np.ndarray

@@ -118,9 +118,12 @@ def _resnet(name: str, pretrained: bool, in_channels: int) -> MultiLevelBackbone
 def adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
     """A copy of `conv` taking `in_channels` inputs, for K-channel SLME label maps.
 
-    Each new input channel gets the RGB-averaged pretrained kernel. A one-hot label map has exactly
-    one active channel per pixel, so it then gives the response of a grey image of that intensity,
-    which keeps the pretrained activation scale (design choice; the paper does not say).
+    Input channel k gets the pretrained kernel summed over RGB times a grey level v_k, with v_k evenly
+    spread over [-1, 1] (v = 1 when K = 1). A one-hot label map of class k then gives exactly the
+    pretrained response to a uniform grey image of normalised value v_k: the label map is seen as a
+    grey image with one shade per class, so pretrained edge filters fire on class boundaries from the
+    start. (Design choice; the paper does not say. Plain RGB-averaged kernels repeated per channel
+    would give every class the same response: a one-hot map would then look uniform.)
     """
     if isinstance(conv, Conv2dSame):
         new_conv: nn.Conv2d = Conv2dSame(in_channels, conv.out_channels, conv.kernel_size[0],
@@ -129,8 +132,9 @@ def adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
         new_conv = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
                              padding=conv.padding, bias=conv.bias is not None)
     with torch.no_grad():
-        mean_kernel = conv.weight.mean(dim=1, keepdim=True)
-        new_conv.weight.copy_(mean_kernel.repeat(1, in_channels, 1, 1))
+        grey_kernel = conv.weight.sum(dim=1, keepdim=True)  # response to a grey input of value 1
+        grey_levels = torch.linspace(-1.0, 1.0, in_channels) if in_channels > 1 else torch.ones(1)
+        new_conv.weight.copy_(grey_kernel * grey_levels.view(1, -1, 1, 1).to(grey_kernel))
         if conv.bias is not None:
             new_conv.bias.copy_(conv.bias)
     return new_conv

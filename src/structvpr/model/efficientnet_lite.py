@@ -67,8 +67,9 @@ class Conv2dSame(nn.Conv2d):
             return F.conv2d(x, self.weight, self.bias, 1, pad, 1, self.groups)
         height, width = x.shape[-2], x.shape[-1]
         stride, kernel = self.stride[0], self.kernel_size[0]
-        pad_h = max((-(-height // stride) - 1) * stride + kernel - height, 0)
-        pad_w = max((-(-width // stride) - 1) * stride + kernel - width, 0)
+        # kernel >= stride in every layer, so the total padding is never negative (no max(): traceable).
+        pad_h = (-(-height // stride) - 1) * stride + kernel - height
+        pad_w = (-(-width // stride) - 1) * stride + kernel - width
         x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, 1, self.groups)
 
@@ -85,9 +86,10 @@ class MBConvBlock(nn.Module):
         super().__init__()
         hidden = in_channels * expand_ratio
         self.has_expansion = expand_ratio != 1
-        if self.has_expansion:
-            self._expand_conv = Conv2dSame(in_channels, hidden, 1)
-            self._bn0 = _batch_norm(hidden)
+        # Identity (no parameters) keeps block 0's state_dict keys as in the checkpoint and lets
+        # TorchScript compile the skipped branch.
+        self._expand_conv = Conv2dSame(in_channels, hidden, 1) if self.has_expansion else nn.Identity()
+        self._bn0 = _batch_norm(hidden) if self.has_expansion else nn.Identity()
         self._depthwise_conv = Conv2dSame(hidden, hidden, kernel, stride=stride, groups=hidden)
         self._bn1 = _batch_norm(hidden)
         self._project_conv = Conv2dSame(hidden, out_channels, 1)
@@ -115,7 +117,7 @@ class EfficientNetLite0(nn.Module):
     With `num_classes` set, `forward` gives ImageNet logits; with None the classifier is absent.
     """
 
-    level_channels: list[int] = LEVEL_CHANNELS
+    level_channels = LEVEL_CHANNELS
 
     def __init__(self, num_classes: int | None = 1000, drop_connect_rate: float = 0.2,
                  in_channels: int = 3) -> None:
@@ -132,7 +134,7 @@ class EfficientNetLite0(nn.Module):
         self._conv_head = Conv2dSame(last_channels, HEAD_CHANNELS, 1)
         self._bn1 = _batch_norm(HEAD_CHANNELS)
         self._fc = nn.Linear(HEAD_CHANNELS, num_classes) if num_classes is not None else None
-        self.level_end_blocks: list[int] = list(LEVEL_END_BLOCKS)
+        self.level_end_blocks = list(LEVEL_END_BLOCKS)
 
     def forward_levels(self, images: torch.Tensor) -> list[torch.Tensor]:
         """images float32 [B, C, H, W] -> [B, 24, H/4, W/4], [B, 40, H/8, ..], [B, 112, H/16, ..],

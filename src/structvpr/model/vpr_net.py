@@ -87,7 +87,7 @@ class VPRNet(nn.Module):
         self.backbone, channels = build_backbone(
             config.backbone, pretrained=config.pretrained and load_pretrained_weights,
             in_channels=config.in_channels, frozen_stages=config.frozen_stages)
-        self.backbone_channels: list[int] = channels
+        self.backbone_channels = channels
         self.aggregator, aggregated_dim = build_aggregator(
             config.aggregator, channels[-1], feature_size=config.last_feature_size, gem_p=config.gem_p,
             gem_learnable=config.gem_learnable, netvlad_clusters=config.netvlad_clusters,

@@ -83,6 +83,9 @@ class ESPNetv2Segmenter(Segmenter):
             batch = batch.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
             return self.network(batch)
 
+    def labels_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """float [B, 20, H, W] -> uint8 [B, H, W] trainIds (argmax; background -> 255)."""
+        return self._to_train_id.to(logits.device)[logits.argmax(1)]
+
     def _predict(self, batch: torch.Tensor) -> torch.Tensor:
-        logits = self.network(batch.contiguous(memory_format=torch.channels_last))
-        return self._to_train_id[logits.argmax(1)]
+        return self.labels_from_logits(self.network(batch.contiguous(memory_format=torch.channels_last)))

@@ -25,9 +25,10 @@ def _normalise_name(name: str) -> str:
 
 
 def class_to_train_id(id2label: Mapping[int | str, str]) -> torch.Tensor:
-    """Model output index -> Cityscapes trainId (255 for labels that are not Cityscapes classes).
+    """Model output index -> Cityscapes trainId (255 for extra labels such as "void").
 
-    Raises ValueError when no label names a Cityscapes class (e.g. an ADE20k model).
+    Raises ValueError unless all 19 Cityscapes classes are among the labels: a model trained on
+    another label set (ADE20k shares "wall", "sky", "car"...) would give silently partial maps.
     """
     indices = {int(k): v for k, v in id2label.items()}
     mapping = torch.full((max(indices) + 1,), IGNORE_ID, dtype=torch.long)
@@ -35,9 +36,10 @@ def class_to_train_id(id2label: Mapping[int | str, str]) -> torch.Tensor:
         name = _normalise_name(label)
         if name in CITYSCAPES_CLASSES:
             mapping[index] = CITYSCAPES_CLASSES.index(name)
-    if bool((mapping == IGNORE_ID).all()):
-        raise ValueError(f"model labels {list(indices.values())[:5]}... name no Cityscapes class; "
-                         "the hf segmenter needs a Cityscapes-trained model")
+    missing = [name for i, name in enumerate(CITYSCAPES_CLASSES) if i not in mapping.tolist()]
+    if missing:
+        raise ValueError(f"model labels lack the Cityscapes classes {missing}; the hf segmenter needs a "
+                         "Cityscapes-trained model (labels such as 'road', 'traffic light', ...)")
     return mapping
 
 

@@ -7,14 +7,12 @@ encoded (SLME) on the training device here.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import lightning as L
 import torch
 from torch import nn
 
 from structvpr.config import Config, config_from_dict, config_to_dict
-from structvpr.model import ModelConfig, VPRNet, build_model
+from structvpr.model import build_model
 from structvpr.train.losses import build_vpr_loss
 
 BRANCHES = ("rgb", "seg")
@@ -24,21 +22,23 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; the message names the step and the batch."""
 
 
-def branch_model_config(config: Config, branch: str) -> ModelConfig:
-    """The ModelConfig of a branch: the RGB model as configured, or the same net taking K SLME channels."""
+def build_branch_network(config: Config, branch: str) -> nn.Module:
+    """rgb: the configured VPRNet. seg: the StructVPR++ teacher (model.branches.SegBranch): a VPRNet
+    on the K-channel SLME input plus the label-feature head; descriptor = [global ; label features]."""
     if branch == "rgb":
-        return config.model
+        return build_model(config.model)
     if branch == "seg":
+        from structvpr.model.branches import build_seg_branch
         from structvpr.segment.classes import load_merge_table
 
-        num_classes = load_merge_table(config.structvpr.merge_table).num_classes
-        return dataclasses.replace(config.model, in_channels=num_classes)
+        return build_seg_branch(config, load_merge_table(config.structvpr.merge_table))
     raise ValueError(f"unknown branch '{branch}' (choose from {', '.join(BRANCHES)})")
 
 
 class VPRLightningModule(L.LightningModule):
     """Stage I training of one branch with the VPR loss and Recall@N validation.
 
+    `network` maps the branch input to L2-normalised descriptors and has `.config` (a ModelConfig).
     `config` is stored in checkpoints as a plain dict (hyper_parameters), so checkpoints load with
     torch.load(weights_only=True) and `VPRLightningModule.load_from_checkpoint` rebuilds the net.
     """
@@ -48,7 +48,7 @@ class VPRLightningModule(L.LightningModule):
         self.save_hyperparameters({"config": config, "branch": branch})
         self.experiment = config_from_dict(config)
         self.branch = branch
-        self.network: VPRNet = build_model(branch_model_config(self.experiment, branch))
+        self.network: nn.Module = build_branch_network(self.experiment, branch)
         self.vpr_loss: nn.Module = build_vpr_loss(self.experiment.train)
         self.merge_table = None
         if branch == "seg":

@@ -166,7 +166,8 @@ def run_all(config: Config, ablations: Sequence[str] | None = None, device: str 
         if not suffix:
             runs.append((f"teacher: seg-branch ({variant}, needs labels)", root / "stage1-seg", "teacher",
                          stage1_epochs, "input = SLME label maps"))
-        jobs = [(f"stage2{suffix}", {}, f"StructVPR++ student ({variant})", "")]
+        label = f"StructVPR++ student ({variant})" if not suffix else f"ablation: variant {variant}"
+        jobs = [(f"stage2{suffix}", {}, label, "teacher and student use this label variant" if suffix else "")]
         if not suffix:
             jobs.append(("stage2-vpr-only", VPR_ONLY, "RGB baseline (same total epochs)",
                          "Stage I + Stage II epochs, VPR loss only"))

@@ -2,7 +2,8 @@
 
 The run folder `<train.output_dir>/stage1-<branch>/` holds `config.yaml`, `checkpoints/best.ckpt`
 (highest validation R@1) and `checkpoints/last.ckpt` (end of the latest epoch), `logs/metrics.csv`,
-`summary.json` (Recall@N per validation) and, at the end, `model.pt` (save_model_file, best weights).
+`summary.json` (Recall@N per validation) and, at the end, `model.pt` with the best weights: an RGB
+model file (model.model_file) for the rgb branch, a SegBranch file (model.branches) for the seg one.
 """
 from __future__ import annotations
 
@@ -119,6 +120,7 @@ def run_stage1(config: Config, branch: str = "rgb") -> Path:
     Returns the run folder `<train.output_dir>/stage1-<branch>`. Every DDP process calls this;
     only global rank 0 writes the files.
     """
+    from structvpr.model.branches import save_seg_branch
     from structvpr.model.model_file import save_model_file
 
     trainer, module = fit_stage1(config, branch)
@@ -132,9 +134,11 @@ def run_stage1(config: Config, branch: str = "rgb") -> Path:
     metadata = {"stage": 1, "branch": branch, "weights_from": source,
                 "train_dataset": datamodule.train_description, "val_dataset": datamodule.val_dataset.summary(),
                 "config": config_to_dict(config), "recall_history": module.recall_history}
-    if branch == "seg":
+    if branch == "seg":  # the teacher: a SegBranch file (partition and Stage II read it)
         metadata["input"] = f"SLME one-hot, merge table {config.structvpr.merge_table}"
-    save_model_file(network, run_dir / "model.pt", metadata)
+        save_seg_branch(network, run_dir / "model.pt", metadata)
+    else:  # an RGB model file: evaluate, index, export and Stage II take it
+        save_model_file(network, run_dir / "model.pt", metadata)
     best_score = getattr(trainer.checkpoint_callback, "best_model_score", None)
     summary = {"branch": branch, "train_dataset": datamodule.train_description,
                "val_dataset": datamodule.val_dataset.summary(), "epochs_run": int(trainer.current_epoch),

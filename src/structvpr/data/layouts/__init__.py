@@ -6,6 +6,7 @@ Layouts: `utm` (images/<split>/{database,queries} with @east@north@ names), `msl
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,14 +59,25 @@ def detect_layout(path: str | Path) -> str:
     return "folder"
 
 
+def _remap_ground_truth(ground_truth: list[np.ndarray], keep_database: np.ndarray,
+                        keep_queries: np.ndarray) -> list[np.ndarray]:
+    """Positives of the kept queries, as indices into the kept database images."""
+    new_index = np.cumsum(keep_database) - 1
+    rows = []
+    for row, kept in zip(ground_truth, keep_queries, strict=True):
+        if kept:
+            row = np.asarray(row, dtype=np.int64)
+            rows.append(new_index[row[keep_database[row]]])
+    return rows
+
+
 def drop_bad_images(dataset: PlaceDataset) -> PlaceDataset:
     """Decode every image once and leave out those that fail, remapping coordinates and positives.
 
     The count lands in `dataset.extra['skipped']['bad_image']`. Cost: one decode per image.
     """
     skips = SkipLog()
-    for reason, count in dataset.extra.get("skipped", {}).items():
-        skips.counts[reason] += count
+    skips.counts.update(dataset.extra.get("skipped", {}))
     skips.examples.update({k: list(v) for k, v in dataset.extra.get("skipped_examples", {}).items()})
     bad = set()
     for error in find_bad_images(dataset.database_paths + dataset.query_paths):
@@ -73,21 +85,22 @@ def drop_bad_images(dataset: PlaceDataset) -> PlaceDataset:
         skips.add("bad_image", error.path)
     keep_db = np.array([p not in bad for p in dataset.database_paths], dtype=bool)
     keep_q = np.array([p not in bad for p in dataset.query_paths], dtype=bool)
-    new_db_index = np.cumsum(keep_db) - 1
-    ground_truth = None
-    if dataset.ground_truth is not None:
-        ground_truth = [new_db_index[row[keep_db[row]]] if len(row) else row
-                        for row, kept in zip(
-                            (np.asarray(r, dtype=np.int64) for r in dataset.ground_truth), keep_q)
-                        if kept]
-    return PlaceDataset(
-        name=dataset.name, split=dataset.split, root=dataset.root,
-        database_paths=[p for p, k in zip(dataset.database_paths, keep_db) if k],
-        query_paths=[p for p, k in zip(dataset.query_paths, keep_q) if k],
+    extra = {**dataset.extra, **skips.as_extra()}
+    if "city_of_query" in extra:  # MSLS: one entry per query
+        extra["city_of_query"] = [c for c, k in zip(extra["city_of_query"], keep_q, strict=True) if k]
+    if not keep_db.any() or (len(keep_q) and not keep_q.any()):
+        raise DatasetError(f"{printable_path(dataset.root)}: no readable database or query images "
+                           f"left after skipping {len(bad)} unreadable ones, "
+                           f"e.g. {skips.examples['bad_image'][0]}")
+    return dataclasses.replace(
+        dataset,
+        database_paths=[p for p, k in zip(dataset.database_paths, keep_db, strict=True) if k],
+        query_paths=[p for p, k in zip(dataset.query_paths, keep_q, strict=True) if k],
         database_coords=None if dataset.database_coords is None else dataset.database_coords[keep_db],
         query_coords=None if dataset.query_coords is None else dataset.query_coords[keep_q],
-        threshold_m=dataset.threshold_m, ground_truth=ground_truth,
-        extra={**dataset.extra, **skips.as_extra()})
+        ground_truth=None if dataset.ground_truth is None else
+        _remap_ground_truth(dataset.ground_truth, keep_db, keep_q),
+        extra=extra)
 
 
 def skipped_summary(dataset: PlaceDataset) -> str:

@@ -13,16 +13,13 @@ database folder), else the sorted file names of each folder.
 """
 from __future__ import annotations
 
-import argparse
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from structvpr.data.layouts._common import (
     ReadOptions,
-    SkipLog,
-    filter_bad_names,
     find_subfolder,
     list_images,
     path_inside,
@@ -69,7 +66,8 @@ def _pickle_refusal(path: Path) -> DatasetError:
     return DatasetError(
         f"{printable_path(path)}: ground truth is a NumPy object array, which loads only by unpickling "
         "(it can run code). If you trust the file pass allow_pickle=True (--allow-pickle), or convert "
-        f"it once to a safe .npz: python -m structvpr.data.layouts.gt_lists {path} {path.with_suffix('.npz')}")
+        "it once to a safe .npz: python -m structvpr.data.layouts.convert_gt "
+        f"{path} {path.with_suffix('.npz')}")
 
 
 def load_ground_truth_npy(path: Path, allow_pickle: bool) -> np.ndarray:
@@ -111,31 +109,77 @@ def positives_from_array(array: np.ndarray, num_queries: int, source: Path) -> l
     return [np.zeros(0, np.int64) if row is None else row for row in positives]
 
 
-def _image_list(gt_path: Path, folder: Path, names: np.ndarray | None, kind: str,
-                skips: SkipLog) -> list[Path]:
+def _image_list(gt_path: Path, folder: Path, names: np.ndarray | None, kind: str) -> list[Path]:
     """Image paths of one side, in ground-truth order (see the module docstring)."""
     listing = gt_path.with_name(f"{kind}_images.txt")
     if names is not None:
-        paths = [path_inside(folder, str(name), gt_path) for name in names]
-        source = gt_path
+        paths, source = [path_inside(folder, str(name), gt_path) for name in names], gt_path
     elif listing.is_file():
         lines = listing.read_text(encoding="utf-8").splitlines()
-        paths = [path_inside(folder, line, listing) for line in lines if line.strip()]
-        source = listing
+        paths, source = [path_inside(folder, line, listing) for line in lines if line.strip()], listing
     else:
-        # Positions index the sorted listing, so a skipped file would shift every later index.
-        paths = list_images(folder, kind, recursive=False)
-        return filter_bad_names(paths, "error", skips)
+        # Ground-truth indices are positions in this sorted listing: nothing may be skipped.
+        return list_images(folder, kind, recursive=False)
     require_unique(paths, source)
     require_existing(paths, source)
     return paths
 
 
-def _check_indices(positives: list[np.ndarray], num_database: int, source: Path) -> None:
-    for query_index, row in enumerate(positives):
-        if row.size and (row.min() < 0 or row.max() >= num_database):
-            raise DatasetError(f"{printable_path(source)}: query {query_index} lists database index "
-                               f"{int(row.max())}, but there are {num_database} database images")
+@dataclass
+class _GroundTruthFile:
+    """What a ground-truth file holds: explicit positives or coordinates, maybe image names."""
+
+    path: Path
+    rows: np.ndarray | None = None            # .npy: VPR-Bench rows or bool matrix
+    csr: tuple[np.ndarray, np.ndarray] | None = None  # .npz: (indptr, indices)
+    utm_query: np.ndarray | None = None
+    utm_database: np.ndarray | None = None
+    threshold_m: float | None = None
+    query_names: np.ndarray | None = None
+    database_names: np.ndarray | None = None
+
+    def positives(self, num_queries: int, num_database: int) -> list[np.ndarray] | None:
+        """Explicit positives per query (None when positives come from coordinates)."""
+        if self.rows is not None:
+            positives = positives_from_array(self.rows, num_queries, self.path)
+        elif self.csr is not None:
+            indptr, indices = self.csr
+            if len(indptr) != num_queries + 1:
+                raise DatasetError(f"{printable_path(self.path)}: positives_indptr has {len(indptr)} "
+                                   f"entries for {num_queries} queries (expected queries + 1)")
+            positives = [np.asarray(indices[indptr[i]:indptr[i + 1]], dtype=np.int64)
+                         for i in range(num_queries)]
+        else:
+            return None
+        for query_index, row in enumerate(positives):
+            if row.size and (row.min() < 0 or row.max() >= num_database):
+                raise DatasetError(f"{printable_path(self.path)}: query {query_index} lists database index "
+                                   f"{int(row.max())}, but there are {num_database} database images")
+        return positives
+
+
+def _read_ground_truth_file(path: Path, allow_pickle: bool) -> _GroundTruthFile:
+    if path.suffix != ".npz":
+        return _GroundTruthFile(path, rows=load_ground_truth_npy(path, allow_pickle))
+    try:
+        content = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise DatasetError(f"{printable_path(path)}: not a readable .npz file ({error})") from error
+    if not isinstance(content, np.lib.npyio.NpzFile):
+        raise DatasetError(f"{printable_path(path)}: not an .npz archive")
+    with content:
+        arrays = {key: content[key] for key in content.files}
+    found = _GroundTruthFile(path, query_names=arrays.get("qImage"), database_names=arrays.get("dbImage"))
+    if "utmQ" in arrays and "utmDb" in arrays:
+        found.utm_query, found.utm_database = arrays["utmQ"], arrays["utmDb"]
+        if "posDistThr" in arrays:
+            found.threshold_m = float(np.asarray(arrays["posDistThr"]).item())
+    elif "positives_indptr" in arrays and "positives_indices" in arrays:
+        found.csr = (arrays["positives_indptr"], arrays["positives_indices"])
+    else:
+        raise DatasetError(f"{printable_path(path)}: expected arrays utmQ + utmDb (+ posDistThr) "
+                           f"or positives_indptr + positives_indices, found {sorted(arrays)}")
+    return found
 
 
 def read_gt_list(root: Path, split: str | None, options: ReadOptions) -> PlaceDataset:
@@ -144,61 +188,22 @@ def read_gt_list(root: Path, split: str | None, options: ReadOptions) -> PlaceDa
     gt_path = find_ground_truth(root, options.ground_truth)
     database_folder = find_subfolder(root, DATABASE_FOLDERS, options.database_folder, "database")
     query_folder = find_subfolder(root, QUERY_FOLDERS, options.query_folder, "query")
-    skips = SkipLog()
-    coords: dict[str, np.ndarray] = {}
-    threshold = options.threshold_m or DEFAULT_THRESHOLD_M
-    if gt_path.suffix == ".npz":
-        with _open_npz(gt_path) as content:
-            keys = set(content.files)
-            names = {side: content[key] if key in keys else None
-                     for side, key in (("database", "dbImage"), ("query", "qImage"))}
-            if {"utmQ", "utmDb"} <= keys:
-                coords = {"query": content["utmQ"], "database": content["utmDb"]}
-                if "posDistThr" in keys and options.threshold_m is None:
-                    threshold = float(np.asarray(content["posDistThr"]).item())
-            elif {"positives_indptr", "positives_indices"} <= keys:
-                indptr, indices = content["positives_indptr"], content["positives_indices"]
-            else:
-                raise DatasetError(f"{printable_path(gt_path)}: expected arrays utmQ + utmDb (+ posDistThr) "
-                                   f"or positives_indptr + positives_indices, found {sorted(keys)}")
-    else:
-        names = {"database": None, "query": None}
-        array = load_ground_truth_npy(gt_path, options.allow_pickle)
-    database_paths = _image_list(gt_path, database_folder, names["database"], "database", skips)
-    query_paths = _image_list(gt_path, query_folder, names["query"], "query", skips)
+    ground_truth_file = _read_ground_truth_file(gt_path, options.allow_pickle)
+    database_paths = _image_list(gt_path, database_folder, ground_truth_file.database_names, "database")
+    query_paths = _image_list(gt_path, query_folder, ground_truth_file.query_names, "query")
     require_nonempty(database_paths, "database", database_folder)
     require_nonempty(query_paths, "query", query_folder)
-    ground_truth = None
-    if gt_path.suffix == ".npz" and not coords:
-        if len(indptr) != len(query_paths) + 1:
-            raise DatasetError(f"{printable_path(gt_path)}: positives_indptr has {len(indptr)} entries "
-                               f"for {len(query_paths)} queries (expected queries + 1)")
-        ground_truth = [np.asarray(indices[indptr[i]:indptr[i + 1]], dtype=np.int64)
-                        for i in range(len(query_paths))]
-    elif gt_path.suffix != ".npz":
-        ground_truth = positives_from_array(array, len(query_paths), gt_path)
-    if ground_truth is not None:
-        _check_indices(ground_truth, len(database_paths), gt_path)
+    threshold = options.threshold_m or ground_truth_file.threshold_m or DEFAULT_THRESHOLD_M
     try:
         return PlaceDataset(
             name=options.name or root.name, split=split or f"{query_folder.name}->{database_folder.name}",
             root=root, database_paths=database_paths, query_paths=query_paths,
-            database_coords=coords.get("database"), query_coords=coords.get("query"),
-            threshold_m=float(threshold), ground_truth=ground_truth,
-            extra={"layout": "gt_list", "ground_truth_file": str(gt_path), **skips.as_extra()})
-    except DatasetError as error:
+            database_coords=ground_truth_file.utm_database, query_coords=ground_truth_file.utm_query,
+            threshold_m=float(threshold),
+            ground_truth=ground_truth_file.positives(len(query_paths), len(database_paths)),
+            extra={"layout": "gt_list", "ground_truth_file": str(gt_path)})
+    except DatasetError as error:  # PlaceDataset's count checks: name the ground-truth file too
         raise DatasetError(f"{printable_path(gt_path)}: {error}") from None
-
-
-def _open_npz(path: Path):
-    """np.load of an .npz without pickles; DatasetError naming the file if it is not one."""
-    try:
-        content = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise DatasetError(f"{printable_path(path)}: not a readable .npz file ({error})") from error
-    if not isinstance(content, np.lib.npyio.NpzFile):
-        raise DatasetError(f"{printable_path(path)}: not an .npz archive")
-    return content
 
 
 def convert_ground_truth_npy(npy_path: str | Path, npz_path: str | Path) -> int:
@@ -220,22 +225,3 @@ def convert_ground_truth_npy(npy_path: str | Path, npz_path: str | Path) -> int:
     with atomic_write(npz_path, "wb") as handle:
         np.savez(handle, positives_indptr=indptr, positives_indices=indices)
     return num_queries
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m structvpr.data.layouts.gt_lists IN.npy OUT.npz`: convert a trusted object array."""
-    parser = argparse.ArgumentParser(description=convert_ground_truth_npy.__doc__.splitlines()[0])
-    parser.add_argument("npy", type=Path, help="trusted VPR-Bench ground_truth .npy (object array)")
-    parser.add_argument("npz", type=Path, help="pickle-free .npz to write")
-    args = parser.parse_args(argv)
-    try:
-        count = convert_ground_truth_npy(args.npy, args.npz)
-    except DatasetError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.npz}: positives of {count} queries")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,8 +16,6 @@ import numpy as np
 from structvpr.data.layouts._common import (
     IMAGE_SUFFIXES,
     ReadOptions,
-    SkipLog,
-    filter_bad_names,
     list_images,
     printable_path,
     require_folder,
@@ -76,11 +74,9 @@ def read_sequence(root: Path, split: str | None, options: ReadOptions) -> PlaceD
     """Read two frame-aligned folders into a PlaceDataset with pseudo-UTM coordinates."""
     root = require_folder(Path(root), "dataset")
     database_folder, query_folder = _choose_folders(root, options)
-    skips = SkipLog()
-    # Frame positions come from the sorted names, so a non-UTF-8 name is an error, never skipped.
-    database_paths = filter_bad_names(list_images(database_folder, "database", recursive=False),
-                                      "error", skips)
-    query_paths = filter_bad_names(list_images(query_folder, "query", recursive=False), "error", skips)
+    # Frame positions are positions in the sorted names: every file counts, none is skipped.
+    database_paths = list_images(database_folder, "database", recursive=False)
+    query_paths = list_images(query_folder, "query", recursive=False)
     require_nonempty(database_paths, "database", database_folder)
     require_nonempty(query_paths, "query", query_folder)
     frame_of_name = {path.name: frame for frame, path in enumerate(database_paths)}
@@ -105,4 +101,4 @@ def read_sequence(root: Path, split: str | None, options: ReadOptions) -> PlaceD
         root=root, database_paths=database_paths, query_paths=query_paths,
         database_coords=pseudo_utm(database_frames), query_coords=pseudo_utm(query_frames),
         threshold_m=frame_threshold_m(tolerance),
-        extra={"layout": "sequence", "frame_tolerance": tolerance, **skips.as_extra()})
+        extra={"layout": "sequence", "frame_tolerance": tolerance})

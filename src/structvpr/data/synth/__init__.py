@@ -4,8 +4,12 @@
 label maps and metadata.csv; `render_preview` writes a contact sheet. See docs/synthetic_town.md.
 """
 from structvpr.data.synth.camera import Camera, PoseJitter
-from structvpr.data.synth.conditions import (CONDITIONS, DATABASE_CONDITION,
-                                             DEFAULT_QUERY_CONDITIONS, Condition)
+from structvpr.data.synth.conditions import (
+                                             CONDITIONS,
+                                             DATABASE_CONDITION,
+                                             DEFAULT_QUERY_CONDITIONS,
+                                             Condition,
+)
 from structvpr.data.synth.preview import render_preview
 from structvpr.data.synth.render import Frame, render_frame
 from structvpr.data.synth.visits import Visit, plan_visits, render_visit

@@ -62,8 +62,11 @@ class Camera:
         return fx + offsets * fy, fy - offsets * fx
 
 
+DEFAULT_JITTER = PoseJitter()
+
+
 def camera_for_visit(place: Place, rng: np.random.Generator, image_size: tuple[int, int],
-                     jitter: PoseJitter = PoseJitter(), hfov_deg: float = 80.0) -> Camera:
+                     jitter: PoseJitter = DEFAULT_JITTER, hfov_deg: float = 80.0) -> Camera:
     """The camera of one visit to `place`, perturbed by `jitter` (uniform in each half-range)."""
     along = rng.uniform(-jitter.along_m, jitter.along_m)
     lateral = rng.uniform(-jitter.lateral_m, jitter.lateral_m)

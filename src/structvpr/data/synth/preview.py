@@ -16,7 +16,7 @@ from structvpr.io_utils import atomic_write_bytes
 
 def render_preview(out_path: str | Path, seed: int = 0, num_places: int = 2,
                    conditions: tuple[str, ...] = tuple(CONDITIONS),
-                   image_size: tuple[int, int] = (180, 240)) -> Path:
+                   image_size: tuple[int, int] = (150, 200)) -> Path:
     """Write a PNG contact sheet and return its path.
 
     Columns are conditions; for each of `num_places` places (spread over a 40-place town) one row

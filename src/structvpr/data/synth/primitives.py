@@ -109,7 +109,7 @@ class PrimitiveBuilder:
             return Primitives(np.zeros(0, np.int8), np.zeros((0, 6)), np.zeros(0, np.uint8),
                               np.zeros(0, np.int8), np.zeros((0, 3), np.float32),
                               np.zeros((0, 6), np.float32), np.zeros(0, np.int64))
-        shape, geom, class_id, material, colour, params = zip(*self._rows)
+        shape, geom, class_id, material, colour, params = zip(*self._rows, strict=True)
         return Primitives(
             shape=np.asarray(shape, dtype=np.int8),
             geom=np.asarray(geom, dtype=np.float64),

@@ -106,7 +106,6 @@ def cast(prims: Primitives, camera: Camera) -> Hits:
     u = np.zeros((count, width))
     top = np.zeros((count, width))
     bottom = np.zeros((count, width))
-    z_centre = np.zeros((count, width))  # ellipsoids: height of the hit used for texturing
 
     prism = shape != ELLIPSOID
     for kind in (BOX, CYLINDER):
@@ -148,10 +147,9 @@ def cast(prims: Primitives, camera: Camera) -> Hits:
         top[rows] = np.minimum(rows_a, rows_b)
         bottom[rows] = np.maximum(rows_a, rows_b)
         u[rows] = across
-        z_centre[rows] = e[:, 4:5]
 
     prim = _fill_nearest(tn, top, bottom, prism & (g[:, 4] <= 0.0), height)
-    return _per_pixel(prims, camera, prim, tn, top, bottom, face, u, z_centre)
+    return _per_pixel(prims, camera, prim, tn, face, u)
 
 
 def _fill_nearest(tn, top, bottom, grounded_prism, height) -> np.ndarray:
@@ -182,7 +180,7 @@ def _fill_nearest(tn, top, bottom, grounded_prism, height) -> np.ndarray:
     return prim
 
 
-def _per_pixel(prims, camera, prim, tn, top, bottom, face, u, z_centre) -> Hits:
+def _per_pixel(prims, camera, prim, tn, face, u) -> Hits:
     height, width = camera.image_size
     f = camera.focal
     _, cy = camera.principal_point

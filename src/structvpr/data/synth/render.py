@@ -158,15 +158,20 @@ def _lamp_glow(town: Town, camera: Camera, depth: np.ndarray, condition: Conditi
         if not (0 <= r < height and 0 <= c < width) or depth[r, c] < t - 1.5:
             continue
         sigma = max(1.2, camera.focal * 0.5 / t)
-        glow += np.exp(-((rows - row) ** 2 + (cols - col) ** 2) / (2 * sigma * sigma))
+        reach = int(3 * sigma) + 1   # the halo is negligible beyond 3 sigma
+        r0, r1 = max(0, r - reach), min(height, r + reach + 1)
+        c0, c1 = max(0, c - reach), min(width, c + reach + 1)
+        glow[r0:r1, c0:c1] += np.exp(-((rows[r0:r1] - row) ** 2 + (cols[:, c0:c1] - col) ** 2)
+                                     / (2 * sigma * sigma))
     return glow[..., None] * WARM_LIGHT * (0.9 * condition.lamps)
 
 
 def _fog(colour: np.ndarray, depth: np.ndarray, condition: Condition, sky_image) -> np.ndarray:
     fog = (np.asarray(condition.fog_colour, dtype=np.float32)
            if condition.fog_colour is not None else sky_image[-1, 0])
-    with np.errstate(over="ignore"):
-        keep = np.exp(-np.where(np.isfinite(depth), depth, 1e4) / condition.haze_m)
+    finite = np.isfinite(depth)
+    # The sky already has the condition's colour; only surfaces fade with distance.
+    keep = np.where(finite, np.exp(-np.where(finite, depth, 0.0) / condition.haze_m), 1.0)
     keep = keep.astype(np.float32)[..., None]
     return colour * keep + fog * (1 - keep)
 
@@ -187,8 +192,10 @@ def _rain_streaks(colour: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _camera_response(colour: np.ndarray, condition: Condition, rng: np.random.Generator) -> np.ndarray:
+    """Gain, white balance, gamma (via a lookup table on 1/1024 steps) and sensor noise -> uint8."""
     shift = AppearanceShift.draw(condition, rng)
     colour = colour * (shift.gain * np.asarray(shift.white_balance, dtype=np.float32))
-    colour = np.clip(colour, 0.0, 1.0) ** np.float32(shift.gamma)
-    colour = colour + rng.normal(0.0, condition.noise_sigma, colour.shape).astype(np.float32)
-    return (np.clip(colour, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    levels = (np.clip(colour, 0.0, 1.0) * 1023.0 + 0.5).astype(np.int16)
+    curve = (np.linspace(0.0, 1.0, 1024, dtype=np.float32) ** np.float32(shift.gamma)) * 255.0
+    noise = rng.standard_normal(colour.shape, dtype=np.float32) * np.float32(condition.noise_sigma * 255)
+    return (np.clip(curve[levels] + noise, 0.0, 255.0) + 0.5).astype(np.uint8)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from structvpr.data.synth.camera import Camera, PoseJitter, camera_for_visit
+from structvpr.data.synth.camera import DEFAULT_JITTER, Camera, PoseJitter, camera_for_visit
 from structvpr.data.synth.conditions import CONDITIONS, get_condition
 from structvpr.data.synth.dynamic import dynamic_objects
 from structvpr.data.synth.render import Frame, render_frame
@@ -47,13 +47,13 @@ def _visit_rng(visit: Visit, seed: int) -> np.random.Generator:
 
 
 def visit_camera(visit: Visit, image_size: tuple[int, int], seed: int,
-                 jitter: PoseJitter = PoseJitter(), hfov_deg: float = 80.0) -> Camera:
+                 jitter: PoseJitter = DEFAULT_JITTER, hfov_deg: float = 80.0) -> Camera:
     """The camera `render_visit` uses for `visit` (drawn first from the same generator)."""
     return camera_for_visit(visit.place, _visit_rng(visit, seed), image_size, jitter, hfov_deg)
 
 
 def render_visit(town: Town, visit: Visit, image_size: tuple[int, int], seed: int,
-                 jitter: PoseJitter = PoseJitter(), hfov_deg: float = 80.0) -> Frame:
+                 jitter: PoseJitter = DEFAULT_JITTER, hfov_deg: float = 80.0) -> Frame:
     """Render `visit`; the pose jitter, cars, people and camera response come from a generator
     seeded by (seed, place, condition, traversal), so every image can be re-rendered alone."""
     rng = _visit_rng(visit, seed)

@@ -92,7 +92,7 @@ def _candidate_places(streets_x, inner_y, direction_x, direction_y, spacing):
 
 def _assign_splits(candidates, counts):
     places, min_x, index = [], -math.inf, 0
-    for split, count in zip(SPLITS, counts):
+    for split, count in zip(SPLITS, counts, strict=True):
         taken = 0
         while taken < count and index < len(candidates):
             x, y, yaw, axis = candidates[index]

@@ -6,9 +6,11 @@ settings resumes: existing image/label pairs are kept (they would be byte-identi
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import multiprocessing
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,9 +19,14 @@ from PIL import Image
 from tqdm import tqdm
 
 from structvpr.data.label_paths import label_path_for
-from structvpr.data.synth.camera import PoseJitter
+from structvpr.data.synth.camera import DEFAULT_JITTER, PoseJitter
 from structvpr.data.synth.conditions import DATABASE_CONDITION, DEFAULT_QUERY_CONDITIONS
-from structvpr.data.synth.visits import image_name, plan_visits, render_visit, visit_camera
+from structvpr.data.synth.visits import (
+    image_name,
+    plan_visits,
+    render_visit,
+    visit_camera,
+)
 from structvpr.data.synth.world import build_town
 from structvpr.io_utils import atomic_write_bytes, atomic_write_text
 
@@ -27,6 +34,53 @@ METADATA_COLUMNS = ("path", "label_path", "split", "role", "place_id", "conditio
                     "same_condition", "east", "north", "heading", "height")
 CONFIG_NAME = "synth_config.json"
 FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """Everything that decides the dataset's bytes (picklable, sent to worker processes)."""
+
+    places: int
+    seed: int
+    image_size: tuple[int, int]
+    query_conditions: tuple[str, ...]
+    database_condition: str
+    same_condition_fraction: float
+    split_fractions: tuple[float, float, float]
+    jitter: PoseJitter
+    hfov_deg: float
+    jpeg_quality: int
+
+
+class _Renderer:
+    """Builds the town once, then renders and encodes visit `index` -> (label PNG, RGB JPEG)."""
+
+    def __init__(self, settings: _Settings) -> None:
+        self.settings = settings
+        self.town = build_town(settings.places, settings.seed, settings.split_fractions)
+        self.visits = plan_visits(self.town, settings.database_condition,
+                                  settings.query_conditions, settings.same_condition_fraction,
+                                  settings.seed)
+
+    def __call__(self, index: int) -> tuple[bytes, bytes]:
+        s = self.settings
+        frame = render_visit(self.town, self.visits[index], s.image_size, s.seed, s.jitter,
+                             s.hfov_deg)
+        return (_encode(Image.fromarray(frame.labels, "L"), "PNG"),
+                _encode(Image.fromarray(frame.rgb, "RGB"), "JPEG", quality=s.jpeg_quality))
+
+
+_WORKER_RENDERER: _Renderer | None = None
+
+
+def _start_worker(settings: _Settings) -> None:
+    global _WORKER_RENDERER
+    _WORKER_RENDERER = _Renderer(settings)
+
+
+def _render_in_worker(index: int) -> tuple[bytes, bytes]:
+    assert _WORKER_RENDERER is not None, "worker was not initialised"
+    return _WORKER_RENDERER(index)
 
 
 @dataclass
@@ -67,14 +121,15 @@ def generate_town(out_dir: str | Path, places: int, seed: int = 0,
                   database_condition: str = DATABASE_CONDITION,
                   same_condition_fraction: float = 0.25,
                   split_fractions: tuple[float, float, float] = (0.6, 0.15, 0.25),
-                  jitter: PoseJitter = PoseJitter(), hfov_deg: float = 80.0,
+                  jitter: PoseJitter = DEFAULT_JITTER, hfov_deg: float = 80.0,
                   jpeg_quality: int = 90, overwrite: bool = False,
-                  progress: bool = True) -> SynthResult:
+                  progress: bool = True, workers: int = 1) -> SynthResult:
     """Render `places` places of a town into `out_dir` (UTM layout, labels, metadata.csv).
 
     image_size is (H, W) in pixels. Each place gets one database image (database_condition) and
     one query per query condition; ~same_condition_fraction of places also get a query in the
-    database condition (marked same_condition=1 in metadata.csv). Same arguments -> same bytes.
+    database condition (marked same_condition=1 in metadata.csv). Same arguments -> same bytes,
+    whatever `workers` is (every image has its own seed; files are written in one order).
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -82,34 +137,26 @@ def generate_town(out_dir: str | Path, places: int, seed: int = 0,
         raise ValueError(f"--places must be >= 1, got {places}")
     if min(image_size) < 8:
         raise ValueError(f"image size {image_size} is too small (need H, W >= 8)")
-    config = {"format_version": FORMAT_VERSION, "places": places, "seed": seed,
-              "image_size": list(image_size), "query_conditions": list(query_conditions),
-              "database_condition": database_condition,
-              "same_condition_fraction": same_condition_fraction,
-              "split_fractions": list(split_fractions), "jitter": asdict(jitter),
-              "hfov_deg": hfov_deg, "jpeg_quality": jpeg_quality}
-    town = build_town(places, seed, split_fractions)
-    visits = plan_visits(town, database_condition, tuple(query_conditions),
-                         same_condition_fraction, seed)
+    settings = _Settings(places, seed, (int(image_size[0]), int(image_size[1])),
+                         tuple(query_conditions), database_condition, same_condition_fraction,
+                         tuple(split_fractions), jitter, hfov_deg, jpeg_quality)
+    config = {"format_version": FORMAT_VERSION, **asdict(settings)}
+    config = json.loads(json.dumps(config))  # tuples -> lists, as read back from the file
+    renderer = _Renderer(settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     metadata_path = out_dir / "metadata.csv"
     _check_config(out_dir, config, overwrite)
     metadata_path.unlink(missing_ok=True)  # absent until this run completes
     for stale in (out_dir / "images").glob("**/.*.tmp"):
         stale.unlink()  # temporary files of a killed run
-    rows, rendered, reused = [], 0, 0
-    for visit in tqdm(visits, desc="synth", unit="img", disable=not progress):
-        camera = visit_camera(visit, image_size, seed, jitter, hfov_deg)
+    rows, targets, todo = [], [], []
+    for index, visit in enumerate(renderer.visits):
+        camera = visit_camera(visit, settings.image_size, seed, jitter, hfov_deg)
         relative = Path("images") / visit.place.split / visit.role / image_name(visit, camera)
         image_path, label_path = out_dir / relative, label_path_for(out_dir / relative)
-        if not overwrite and image_path.exists() and label_path.exists():
-            reused += 1
-        else:
-            frame = render_visit(town, visit, image_size, seed, jitter, hfov_deg)
-            atomic_write_bytes(label_path, _encode(Image.fromarray(frame.labels, "L"), "PNG"))
-            atomic_write_bytes(image_path, _encode(Image.fromarray(frame.rgb, "RGB"), "JPEG",
-                                                   quality=jpeg_quality))
-            rendered += 1
+        targets.append((image_path, label_path))
+        if overwrite or not (image_path.exists() and label_path.exists()):
+            todo.append(index)
         rows.append({"path": relative.as_posix(),
                      "label_path": label_path.relative_to(out_dir).as_posix(),
                      "split": visit.place.split, "role": visit.role,
@@ -117,10 +164,29 @@ def generate_town(out_dir: str | Path, places: int, seed: int = 0,
                      "visit": visit.visit, "same_condition": int(visit.same_condition),
                      "east": f"{camera.x:.2f}", "north": f"{camera.y:.2f}",
                      "heading": f"{camera.heading_deg:.1f}", "height": f"{camera.height:.2f}"})
+    if overwrite:  # files of an earlier run with other settings would mix into the dataset
+        wanted = {path for pair in targets for path in pair}
+        for old in (out_dir / "images").glob("*/*/*"):
+            if old.suffix in (".jpg", ".png") and old not in wanted:
+                old.unlink()
+    bar = tqdm(total=len(todo), desc="synth", unit="img", disable=not progress)
+    with contextlib.ExitStack() as stack:
+        if workers > 1 and len(todo) > 1:
+            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(
+                workers, initializer=_start_worker, initargs=(settings,)))
+            encoded = pool.imap(_render_in_worker, todo, chunksize=4)
+        else:
+            encoded = map(renderer, todo)
+        for index, (label_png, rgb_jpeg) in zip(todo, encoded, strict=True):
+            image_path, label_path = targets[index]
+            atomic_write_bytes(label_path, label_png)
+            atomic_write_bytes(image_path, rgb_jpeg)
+            bar.update()
+    bar.close()
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=METADATA_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(metadata_path, text.getvalue())
-    return SynthResult(out_dir, metadata_path, len(rows), rendered, reused,
+    return SynthResult(out_dir, metadata_path, len(rows), len(todo), len(rows) - len(todo),
                        time.perf_counter() - start)

@@ -1,0 +1,185 @@
+"""PlaceIndex at map scale: queries/s, memory and top-1 agreement of approximate kinds vs exact search.
+
+Database: `--size` (default 1,000,000) unit descriptors, D = `--dim` (256), float32. Synthetic by
+default: place centres grouped in regions, several views per place, and 20% near-duplicates (a
+copy with tiny jitter, like consecutive video frames), which is what makes compressed codes pick a
+neighbouring frame. `--real DIR` instead tiles the rows of DIR/*.npy (float32 [n, D] descriptors,
+e.g. of the synthetic town) with jitter up to --size. Queries are jittered copies of random
+database rows (revisits). Every setting runs in this process with the same FAISS thread count
+(`--threads`, default 1: stable ratios on a shared machine), all queries in one batched call.
+Printed: parameters, bytes/vector of the FAISS structure, build seconds, queries/s and its ratio to
+flat, top-1 agreement with exact search and how often the exact top-1 is in the returned top-10.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from structvpr.index import PlaceIndex
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=1_000_000, help="database descriptors")
+    parser.add_argument("--dim", type=int, default=256, help="descriptor dimension (synthetic data)")
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--real", type=Path, default=None, metavar="DIR",
+                        help="tile the descriptors in DIR/*.npy (float32 [n, D]) with jitter instead")
+    parser.add_argument("--nlist", type=int, default=None, help="IVF lists (default ~2 sqrt(N), power of 2)")
+    parser.add_argument("--pq-m", type=int, default=32, help="IVF-PQ bytes per code")
+    parser.add_argument("--no-opq", action="store_true", help="skip the OPQ setting (its training is slow)")
+    parser.add_argument("--no-hnsw", action="store_true", help="skip HNSW (its build is the slowest)")
+    parser.add_argument("--threads", type=int, default=1, help="FAISS/OpenMP threads for every setting")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def _normalise_rows(array: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    for start in range(0, len(array), chunk):
+        block = array[start:start + chunk]
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+    return array
+
+
+def synthetic_descriptors(size: int, dim: int, seed: int) -> np.ndarray:
+    """Clustered unit vectors [size, dim]: regions > places > views, 20% near-duplicate rows."""
+    rng = np.random.default_rng(seed)
+    regions = rng.standard_normal((max(size // 1000, 1), dim)).astype(np.float32)
+    place_count = max(size // 10, 1)  # ~10 views per place, like a mapping drive
+    places = regions[rng.integers(0, len(regions), place_count)] * 0.6 + rng.standard_normal(
+        (place_count, dim)).astype(np.float32) * 0.5
+    database = np.empty((size, dim), np.float32)
+    for start in range(0, size, 65536):
+        stop = min(start + 65536, size)
+        place = rng.integers(0, place_count, stop - start)
+        database[start:stop] = places[place] + 0.35 * rng.standard_normal((stop - start, dim)).astype(np.float32)
+    _normalise_rows(database)
+    # Near-duplicates: 20% of rows become a slightly jittered copy of another row.
+    duplicate_rows = rng.choice(size, size // 5, replace=False)
+    originals = rng.integers(0, size, len(duplicate_rows))
+    for start in range(0, len(duplicate_rows), 65536):
+        rows, sources = duplicate_rows[start:start + 65536], originals[start:start + 65536]
+        database[rows] = database[sources] + 0.02 / np.sqrt(dim) * rng.standard_normal(
+            (len(rows), dim)).astype(np.float32)
+    return _normalise_rows(database)
+
+
+def tiled_real_descriptors(folder: Path, size: int, seed: int) -> np.ndarray:
+    """Rows of folder/*.npy, normalised, tiled to `size` rows with small jitter on every copy."""
+    files = sorted(folder.glob("*.npy"))
+    if not files:
+        raise SystemExit(f"{folder}: no .npy descriptor files")
+    base = np.concatenate([np.load(path, allow_pickle=False).astype(np.float32) for path in files])
+    base = _normalise_rows(base.reshape(len(base), -1))
+    rng = np.random.default_rng(seed)
+    database = np.empty((size, base.shape[1]), np.float32)
+    for start in range(0, size, 65536):
+        stop = min(start + 65536, size)
+        jitter = 0.0 if stop <= len(base) else 0.05 / np.sqrt(base.shape[1])
+        rows = np.arange(start, stop) % len(base)
+        database[start:stop] = base[rows] + jitter * rng.standard_normal((stop - start, base.shape[1])).astype(
+            np.float32)
+    return _normalise_rows(database)
+
+
+def make_queries(database: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Revisits: random database rows plus noise (cosine ~0.95 to their source)."""
+    rng = np.random.default_rng(seed + 1)
+    source = rng.choice(len(database), count, replace=False)
+    queries = database[source] + 0.3 / np.sqrt(database.shape[1]) * rng.standard_normal(
+        (count, database.shape[1])).astype(np.float32)
+    return _normalise_rows(queries)
+
+
+def timed_search(search: Callable[[], object], repeats: int = 1) -> tuple[object, float]:
+    """(result, seconds per call), after one warm-up call."""
+    result = search()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        result = search()
+    return result, (time.perf_counter() - start) / repeats
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    faiss.omp_set_num_threads(args.threads)
+    started = time.perf_counter()
+    if args.real is not None:
+        database = tiled_real_descriptors(args.real, args.size, args.seed)
+        source = f"real descriptors from {args.real} tiled with jitter"
+    else:
+        database = synthetic_descriptors(args.size, args.dim, args.seed)
+        source = "synthetic clustered descriptors, 20% near-duplicates"
+    queries = make_queries(database, args.queries, args.seed)
+    size, dim = database.shape
+    nlist = args.nlist or int(2 ** round(np.log2(2 * np.sqrt(size))))
+    print(f"bench_index: {size:,} x {dim} float32 ({source}), {len(queries)} queries, "
+          f"{args.threads} FAISS thread(s); data made in {time.perf_counter() - started:.0f} s", flush=True)
+
+    rows: list[dict] = []
+    flat = PlaceIndex.build(database, "flat")
+    exact, flat_seconds = timed_search(lambda: flat.search(queries, k=10))
+    exact_top1 = exact.ids[:, 0]
+    flat_rate = len(queries) / flat_seconds
+    rows.append({"setting": "flat (exact)", "params": "-", "bytes": flat.memory_bytes() / size,
+                 "build": 0.0, "rate": flat_rate, "agree": 1.0, "in10": 1.0})
+    del flat
+    gc.collect()
+
+    def measure(name: str, params: str, index: PlaceIndex, build_seconds: float, **search_options) -> None:
+        result, seconds = timed_search(lambda: index.search(queries, k=10, **search_options))
+        in_top10 = np.mean([exact_top1[i] in result.ids[i] for i in range(len(queries))])
+        rows.append({"setting": name, "params": params, "bytes": index.memory_bytes() / size,
+                     "build": build_seconds, "rate": len(queries) / seconds,
+                     "agree": float(np.mean(result.ids[:, 0] == exact_top1)), "in10": float(in_top10)})
+        print(f"  measured {name} {params}", flush=True)
+
+    def build(kind: str, **options) -> tuple[PlaceIndex, float]:
+        start = time.perf_counter()
+        index = PlaceIndex.build(database, kind, **options)
+        return index, time.perf_counter() - start
+
+    if not args.no_hnsw:
+        hnsw, seconds = build("hnsw", hnsw_m=32, ef_construction=80)
+        for ef in (64, 128):
+            measure("hnsw", f"M=32 efC=80 efSearch={ef}", hnsw, seconds, ef_search=ef)
+        del hnsw
+        gc.collect()
+
+    ivf, seconds = build("ivfflat", nlist=nlist)
+    for nprobe in (8, 16, 32):
+        measure("ivfflat", f"nlist={nlist} nprobe={nprobe}", ivf, seconds, nprobe=nprobe)
+    del ivf
+    gc.collect()
+
+    for opq in ((False,) if args.no_opq else (False, True)):
+        name = "ivfpq+opq" if opq else "ivfpq"
+        pq, seconds = build("ivfpq", nlist=nlist, pq_m=args.pq_m, pq_nbits=8, opq=opq, store_vectors=True)
+        for nprobe in (16, 32):
+            measure(name, f"nlist={nlist} m={args.pq_m}x8 nprobe={nprobe}", pq, seconds, nprobe=nprobe)
+        for rerank in (32, 100):
+            measure(name, f"nlist={nlist} m={args.pq_m}x8 nprobe=16 rerank={rerank}", pq, seconds,
+                    nprobe=16, rerank=rerank)
+        del pq
+        gc.collect()
+
+    print(f"\n{'setting':<13} {'parameters':<36} {'bytes/vec':>9} {'mem/flat':>8} {'build s':>8} "
+          f"{'queries/s':>10} {'x flat':>7} {'top-1 = exact':>13} {'exact in top-10':>15}")
+    flat_bytes = rows[0]["bytes"]
+    for row in rows:
+        print(f"{row['setting']:<13} {row['params']:<36} {row['bytes']:>9.1f} {row['bytes'] / flat_bytes:>8.3f} "
+              f"{row['build']:>8.0f} {row['rate']:>10.0f} {row['rate'] / flat_rate:>7.1f} "
+              f"{100 * row['agree']:>12.1f}% {100 * row['in10']:>14.1f}%")
+    print("bytes/vec: the FAISS structure per descriptor (ids add 8 B for every kind; re-ranking reads the "
+          f"raw vectors, {4 * dim} B/vec, from a memory-mapped file on disk). Total {time.perf_counter() - started:.0f} s.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

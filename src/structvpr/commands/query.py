@@ -1,0 +1,140 @@
+"""`structvpr query IMAGES --index DIR --model M -k 5`: the top-k map images of each query image."""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from structvpr.commands import add_common_arguments
+
+FORMATS = ("table", "json", "csv")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `query` subcommand."""
+    parser = subparsers.add_parser(
+        "query", help="find the top-k map images of query images in a place index",
+        description="Describe each query image with the model and search the index built by "
+                    "`structvpr index build`. Prints rank, score (cosine similarity), map image and "
+                    "pose (when the map has poses).")
+    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGES", help="query image files or folders")
+    parser.add_argument("--index", type=Path, required=True, metavar="DIR", help="index folder")
+    parser.add_argument("--model", default=None,
+                        help="model file / run folder / .onnx (default: the one recorded in the index)")
+    parser.add_argument("-k", type=int, default=5, help="neighbours per query")
+    parser.add_argument("--nprobe", type=int, default=None, help="IVF lists to visit (ivfflat, ivfpq)")
+    parser.add_argument("--ef-search", type=int, default=None, help="HNSW search breadth")
+    parser.add_argument("--rerank", type=int, default=None, metavar="R",
+                        help="re-rank the top R approximate candidates with exact scores (ivfpq)")
+    parser.add_argument("--format", choices=FORMATS, default="table", help="output format")
+    parser.add_argument("--out", type=Path, default=None, metavar="FILE", help="write results here, not stdout")
+    parser.add_argument("--save-preds", type=Path, default=None, metavar="DIR",
+                        help="write one image per query: the query and its top-k map images")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda")
+    add_common_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def _query_paths(items: list[Path]) -> list[Path]:
+    from structvpr.data.layouts._common import list_images
+
+    paths: list[Path] = []
+    for item in items:
+        if item.is_dir():
+            paths.extend(list_images(item, "query image"))
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise FileNotFoundError(f"{item}: no such query image or folder")
+    if not paths:
+        raise ValueError(f"no query images found in {', '.join(map(str, items))}")
+    return paths
+
+
+def result_rows(query_paths: list[Path], index, result) -> list[dict]:
+    """One dict per (query, rank): query, rank, id, score, map_path and pose fields when present."""
+    rows = []
+    has_paths, has_poses = "paths" in index.metadata, "poses" in index.metadata
+    for query_number, query_path in enumerate(query_paths):
+        for rank in range(result.ids.shape[1]):
+            position = int(result.positions[query_number, rank])
+            if position < 0:
+                continue
+            row = {"query": str(query_path), "rank": rank + 1, "id": int(result.ids[query_number, rank]),
+                   "score": round(float(result.scores[query_number, rank]), 6)}
+            if has_paths:
+                row["map_path"] = str(index.metadata["paths"][position])
+            if has_poses:
+                east, north = (float(v) for v in index.metadata["poses"][position][:2])
+                row["east"], row["north"] = east, north
+            rows.append(row)
+    return rows
+
+
+def format_rows(rows: list[dict], fmt: str) -> str:
+    """The rows as an aligned text table, a JSON list or CSV text."""
+    if fmt == "json":
+        return json.dumps(rows, indent=2) + "\n"
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buffer.getvalue()
+    cells = [[str(row.get(column, "")) for column in columns] for row in rows]
+    widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
+    lines = ["  ".join(column.ljust(width) for column, width in zip(columns, widths))]
+    lines += ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in cells]
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Search and print (or write) the results; returns 0."""
+    from structvpr.api import load
+    from structvpr.index.place_index import PlaceIndex
+    from structvpr.io_utils import atomic_write_text
+
+    index = PlaceIndex.load(args.index)
+    model_argument = args.model or index.info.get("model")
+    if not model_argument:
+        raise ValueError(f"{args.index}: the index records no model; pass --model")
+    model = load(model_argument, device=args.device)
+    if model.descriptor_dim != index.dim:
+        raise ValueError(f"{model_argument}: descriptors have D = {model.descriptor_dim} but index {args.index} "
+                         f"holds D = {index.dim}: use the model the index was built with")
+    query_paths = _query_paths(args.images)
+    descriptors = model.describe(query_paths, batch_size=args.batch_size)
+    result = index.search(descriptors, k=args.k, nprobe=args.nprobe, ef_search=args.ef_search,
+                          rerank=args.rerank)
+    text = format_rows(result_rows(query_paths, index, result), args.format)
+    if args.out is not None:
+        atomic_write_text(args.out, text)
+        print(f"wrote {len(query_paths)} queries x top-{args.k} to {args.out}")
+    else:
+        sys.stdout.write(text)
+    if args.save_preds is not None:
+        _save_prediction_images(query_paths, index, result, args.save_preds)
+    return 0
+
+
+def _save_prediction_images(query_paths: list[Path], index, result, out_dir: Path) -> None:
+    """`<out_dir>/<n>_<query stem>.jpg`: the query, then its top-k map images (unjudged: orange)."""
+    from structvpr.evaluate.predictions import prediction_row
+    from structvpr.io_utils import atomic_write
+
+    if "paths" not in index.metadata:
+        raise ValueError("--save-preds needs map image paths in the index (build it with `structvpr index build`)")
+    root = Path(index.info.get("image_root", "."))
+    width = max(4, len(str(len(query_paths))))
+    for number, query_path in enumerate(query_paths):
+        positions = [int(p) for p in result.positions[number] if p >= 0]
+        map_paths = [root / str(index.metadata["paths"][p]) for p in positions]
+        row = prediction_row(query_path, map_paths, None)
+        with atomic_write(out_dir / f"{number:0{width}d}_{query_path.stem}.jpg", "wb") as handle:
+            row.save(handle, format="JPEG", quality=90)
+    print(f"wrote {len(query_paths)} prediction images to {out_dir}")

@@ -1,0 +1,70 @@
+"""Descriptor extraction: row order, memmap output, agreement with the model, bad images."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from structvpr.data.images import BadImageError, image_transform, load_rgb
+from structvpr.evaluate.descriptors import compute_descriptors
+from structvpr.model import ModelConfig, build_model
+
+SIZE = (32, 32)
+MEAN = STD = (0.5, 0.5, 0.5)
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(ModelConfig(pretrained=False, image_size=SIZE, descriptor_dim=16)).eval()
+
+
+def _write_images(folder: Path, count: int) -> list[Path]:
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(count):
+        path = folder / f"{index:03d}.png"
+        Image.fromarray(rng.integers(0, 256, size=(24, 40, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_rows_follow_paths_and_match_the_model(tmp_path: Path, tiny_model: torch.nn.Module) -> None:
+    paths = _write_images(tmp_path / "images", 7)
+    in_memory = compute_descriptors(tiny_model, paths, image_size=SIZE, mean=MEAN, std=STD, batch_size=3,
+                                    progress=False)
+    out_file = tmp_path / "out" / "descriptors.npy"
+    on_disk = compute_descriptors(tiny_model, paths, image_size=SIZE, mean=MEAN, std=STD, batch_size=4,
+                                  out_file=out_file, progress=False)
+    assert isinstance(in_memory, np.memmap) and isinstance(on_disk, np.memmap)
+    assert on_disk.shape == (7, 16) and on_disk.dtype == np.float32
+    assert np.allclose(np.load(out_file), in_memory, atol=1e-5)
+    assert [p.name for p in out_file.parent.iterdir()] == ["descriptors.npy"]  # no temp file left
+    transform = image_transform(SIZE, MEAN, STD)
+    with torch.no_grad():
+        direct = tiny_model(transform(load_rgb(paths[5]))[None]).numpy()[0]
+    assert np.allclose(in_memory[5], direct, atol=1e-5)
+    assert np.allclose(np.linalg.norm(in_memory, axis=1), 1.0, atol=1e-5)
+
+
+def test_bad_image_error_names_the_file_and_zeros_policy_blanks_its_row(tmp_path: Path,
+                                                                        tiny_model: torch.nn.Module) -> None:
+    paths = _write_images(tmp_path, 3)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    paths.insert(1, broken)
+    with pytest.raises(BadImageError, match=r"broken\.jpg: cannot decode image"):
+        compute_descriptors(tiny_model, paths, image_size=SIZE, mean=MEAN, std=STD, progress=False)
+    with pytest.warns(UserWarning, match="1 undecodable images"):
+        descriptors = compute_descriptors(tiny_model, paths, image_size=SIZE, mean=MEAN, std=STD,
+                                          on_bad_image="zeros", progress=False)
+    assert np.all(descriptors[1] == 0) and np.all(np.abs(descriptors[[0, 2, 3]]).sum(axis=1) > 0)
+
+
+def test_empty_path_list_is_an_error(tiny_model: torch.nn.Module) -> None:
+    with pytest.raises(ValueError, match="no image paths"):
+        compute_descriptors(tiny_model, [], image_size=SIZE, mean=MEAN, std=STD)

@@ -1,0 +1,93 @@
+"""ONNX (run with onnxruntime) and TorchScript exports reproduce PyTorch's descriptors on real images."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from structvpr.data.images import image_transform, load_rgb
+from structvpr.export import ExportError, ExportReport, export_model
+from structvpr.model import ModelConfig, build_model
+
+pytest.importorskip("onnxruntime")
+# Exporting takes ~15 s of CPU (torch.export + tracing); still run by CI.
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def small_model() -> torch.nn.Module:
+    """A randomly initialised ResNet-18 + GeM at 64 x 80 pixels with a 64-d FC (fast).
+
+    (A randomly initialised EfficientNet-Lite0 maps every image to ~0 features, which would make
+    the comparison trivial; ResNet-18's random features still depend on the image.)
+    """
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(backbone="resnet18", pretrained=False, image_size=(64, 80),
+                                    descriptor_dim=64))
+    # Non-trivial BatchNorm statistics, so an export that dropped them would not match.
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def corridor_images(shared_dir: Path) -> list[Path]:
+    """7 real Corridor query images, spread over the sequence."""
+    return sorted((shared_dir / "data" / "corridor" / "query").glob("*.jpg"))[::15][:7]
+
+
+@pytest.fixture(scope="module")
+def exports(small_model, corridor_images, tmp_path_factory) -> dict[str, ExportReport]:
+    """One ONNX and one TorchScript export of the small model, each checked at batch 1 and 7."""
+    folder = tmp_path_factory.mktemp("exports")
+    return {fmt: export_model(small_model, folder / f"model.{fmt}", fmt, check_images=corridor_images,
+                              batch_sizes=(1, 7)) for fmt in ("onnx", "torchscript")}
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_matches_pytorch_on_real_images(fmt: str, exports, small_model, corridor_images) -> None:
+    report = exports[fmt]
+    assert report.path.is_file() and report.max_abs_diff <= 1e-4
+    # Independently of export_model's own check: run the file at batch 1 and 7 on the real images.
+    transform = image_transform((64, 80), small_model.config.mean, small_model.config.std)
+    images = torch.stack([transform(load_rgb(p)) for p in corridor_images])
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
+        run = lambda batch: session.run(None, {"images": batch.numpy()})[0]  # noqa: E731
+    else:
+        scripted = torch.jit.load(str(report.path))
+        run = lambda batch: scripted(batch).detach().numpy()  # noqa: E731
+    for batch in (images[:1], images[:7]):
+        with torch.inference_mode():
+            expected = small_model(batch).numpy()
+        produced = run(batch)
+        assert produced.shape == expected.shape == (len(batch), 64)
+        assert np.abs(produced - expected).max() <= 1e-4
+        np.testing.assert_allclose(np.linalg.norm(produced, axis=1), 1.0, atol=1e-5)
+    # Descriptors of different images differ: the comparison is not between constants.
+    assert np.abs(expected[0] - expected[1]).max() > 1e-3
+
+
+def test_onnx_model_runs_through_api_describe(exports, small_model, corridor_images) -> None:
+    from structvpr.api import load
+
+    model = load(exports["onnx"].path)
+    assert model.backend == "onnxruntime" and model.image_size == (64, 80) and model.descriptor_dim == 64
+    with torch.inference_mode():
+        expected = small_model(torch.stack([model.preprocess(p) for p in corridor_images])).numpy()
+    np.testing.assert_allclose(model.describe(corridor_images, batch_size=3), expected, atol=1e-4)
+
+
+def test_export_rejects_bad_format_and_failed_check(small_model, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown export format"):
+        export_model(small_model, tmp_path / "m.bin", "tflite")
+    with pytest.raises(ExportError, match="differ from PyTorch"):
+        export_model(small_model, tmp_path / "m.ts", "torchscript", batch_sizes=(1,), tolerance=-1.0)
+    assert not (tmp_path / "m.ts").exists()

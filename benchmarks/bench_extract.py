@@ -1,11 +1,13 @@
 """Descriptor extraction speed: backbone only vs the full model (backbone + aggregation + L2 norm).
 
 Both run on the same in-memory batches in one process, interleaved batch by batch so that load from
-other processes affects them alike; prints images/s for each and their ratio.
+other processes affects them alike; the rate uses the median batch time (robust to a busy machine).
+Prints images/s for each and their ratio.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -32,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     batch = torch.randn(args.batch_size, 3, *config.image_size, device=args.device)
     synchronise = torch.cuda.synchronize if torch.device(args.device).type == "cuda" else (lambda: None)
-    seconds = {"backbone": 0.0, "full": 0.0}
+    seconds: dict[str, list[float]] = {"backbone": [], "full": []}
     with torch.inference_mode():
         model(batch)  # warm-up: allocator, kernels, oneDNN primitive cache
         for _ in range(args.num_batches):
@@ -41,9 +43,10 @@ def main(argv: list[str] | None = None) -> int:
                 start = time.perf_counter()
                 forward(batch)
                 synchronise()
-                seconds[name] += time.perf_counter() - start
+                seconds[name].append(time.perf_counter() - start)
     images = args.batch_size * args.num_batches
-    backbone_rate, full_rate = images / seconds["backbone"], images / seconds["full"]
+    backbone_rate = args.batch_size / statistics.median(seconds["backbone"])
+    full_rate = args.batch_size / statistics.median(seconds["full"])
     print(f"bench_extract: {args.backbone} + {args.aggregator}, {args.image_size[0]}x{args.image_size[1]} (HxW), "
           f"batch {args.batch_size}, {images} images, {args.device}, {torch.get_num_threads()} threads")
     print(f"  backbone only: {backbone_rate:8.1f} images/s")

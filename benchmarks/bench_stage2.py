@@ -111,7 +111,7 @@ def main() -> None:
                 stage2_times.append(t2)
     step_ratio = statistics.median(stage2_times) / statistics.median(stage1_times)
     student = stage2.network.eval()
-    plain = lambda images: student.aggregator(student.backbone(images)[-1])  # noqa: E731
+    plain = lambda images: student.aggregator(student.backbone(images)[-1])
     images = batch["image"]
     student_times, plain_times = [], []
     for repeat in range(args.repeats + 2):

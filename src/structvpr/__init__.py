@@ -1,4 +1,23 @@
-"""structvpr: StructVPR++ visual place recognition (RGB descriptors distilled from segmentation)."""
+"""structvpr: StructVPR++ visual place recognition (RGB descriptors distilled from segmentation).
+
+The three-line user path: `structvpr.load(path)`, `model.describe(images)`,
+`structvpr.PlaceIndex.build(descriptors)`. Heavy modules are imported on first use.
+"""
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
+__all__ = ["PlaceIndex", "__version__", "load"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "load":
+        from structvpr.api import load
+
+        return load
+    if name == "PlaceIndex":
+        from structvpr.index.place_index import PlaceIndex
+
+        return PlaceIndex
+    raise AttributeError(f"module 'structvpr' has no attribute {name!r}")

@@ -123,3 +123,23 @@ def test_cli_names_a_missing_dataset_folder(tmp_path: Path, capsys: pytest.Captu
     assert code == 1
     error = capsys.readouterr().err.strip()
     assert str(missing) in error and "does not exist" in error and len(error.splitlines()) == 1
+
+
+def test_cli_evaluates_a_saved_model_file(tmp_path: Path, tiny_dataset: PlaceDataset,
+                                          tiny_model: torch.nn.Module, capsys: pytest.CaptureFixture) -> None:
+    from structvpr.model.model_file import save_model_file
+
+    root = tmp_path / "gt_dataset"
+    for i, path in enumerate(tiny_dataset.database_paths[:3]):
+        for folder in ("ref", "query"):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, root / folder / f"{i:03d}.png")
+    np.save(root / "ground_truth.npy", np.eye(3, dtype=bool))
+    model_path = tmp_path / "model.pt"
+    save_model_file(tiny_model, model_path, {"training_data": ["none"]})
+    code = main(["evaluate", str(root), "--model", str(model_path), "--recall-values", "1", "--quiet",
+                 "--out", str(tmp_path / "out")])
+    assert code == 0
+    assert "R@1: 100.0" in capsys.readouterr().out
+    result = json.loads(next((tmp_path / "out").glob("*.json")).read_text())
+    assert result["descriptor_dim"] == 32 and result["image_size"] == [32, 32]

@@ -39,7 +39,8 @@ def easy_data() -> tuple[np.ndarray, np.ndarray]:
     return database, (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
 
 
-@pytest.mark.parametrize("name", list(KIND_OPTIONS))
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name == "ivfpq_opq" else name
+                                  for name in KIND_OPTIONS])  # OPQ training alone takes ~8 s
 def test_each_kind_finds_exact_top1_on_easy_data(name: str, easy_data, tmp_path: Path) -> None:
     database, queries = easy_data
     kind = name.split("_")[0]

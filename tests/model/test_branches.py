@@ -4,8 +4,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from structvpr.model.branches import (RGBTrainingModel, SegBranch, SegBranchFileError, load_seg_branch,
-                                      save_seg_branch)
+from structvpr.model.branches import (
+    RGBTrainingModel,
+    SegBranch,
+    SegBranchFileError,
+    load_seg_branch,
+    save_seg_branch,
+)
 from structvpr.model.label_features import LabelFeatureConfig
 from structvpr.model.vpr_net import ModelConfig, build_model
 

@@ -93,3 +93,18 @@ def test_read_label_map_errors_name_the_file(tmp_path: Path) -> None:
     path.write_bytes(b"garbage")
     with pytest.raises(LabelMapError, match="x.png: cannot decode"):
         read_label_map(path)
+
+
+def test_exif_rotated_photo_gets_a_map_of_its_upright_size_and_is_not_redone(tmp_path: Path,
+                                                                              small_segmenter) -> None:
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees: stored 80x40, shown 40x80
+    path = folder / "portrait.jpg"
+    Image.new("RGB", (80, 40), (90, 120, 200)).save(path, exif=exif)
+    first = build_label_cache([path], small_segmenter, num_workers=0, progress=False)
+    assert first.written == 1
+    assert read_label_map(label_path_for(path)).shape == (80, 40)
+    second = build_label_cache([path], small_segmenter, num_workers=0, progress=False)
+    assert (second.written, second.already_done) == (0, 1)

@@ -20,7 +20,7 @@ NUM_IMAGES = 200
 
 def _command(folder: Path) -> list[str]:
     return [sys.executable, "-m", "structvpr.cli", "segment", str(folder), "--width", "0.5",
-            "--input-size", "256x128", "--batch-size", "2", "--num-workers", "1", "--quiet"]
+            "--input-size", "256x128", "--batch-size", "2", "--num-workers", "1", "--threads", "1", "--quiet"]
 
 
 def _finished(labels: Path) -> dict[str, os.stat_result]:
@@ -59,3 +59,24 @@ def test_killed_run_resumes_without_recomputing(tmp_path: Path) -> None:
     for name in done_after:
         assert read_label_map(labels / name, expected_hw=(64, 128)).shape == (64, 128)
     assert not list(labels.glob(".*.tmp")), "temporary files of the killed run were left behind"
+
+
+def test_command_reports_bad_images_by_flag(tmp_path: Path, capsys) -> None:
+    from structvpr.cli import main
+
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for index in range(3):
+        Image.new("RGB", (64, 32), (40 * index, 90, 160)).save(folder / f"s{index}.jpg")
+    (folder / "s9.jpg").write_bytes(b"truncated")
+    base = ["segment", str(folder), "--width", "0.5", "--input-size", "64x32", "--num-workers", "0", "--quiet"]
+
+    assert main(base) == 1
+    assert "s9.jpg: cannot decode image" in capsys.readouterr().err
+
+    assert main([*base, "--on-bad-image", "skip", "--preview", str(tmp_path / "previews")]) == 0
+    captured = capsys.readouterr()
+    assert "3 label maps written" in captured.out and "1 bad images skipped" in captured.out
+    assert "s9.jpg" in captured.err
+    assert len(list((tmp_path / "previews").glob("*.png"))) == 3
+    assert sorted(p.name for p in (tmp_path / "shots_labels").glob("*.png")) == ["s0.png", "s1.png", "s2.png"]

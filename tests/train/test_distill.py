@@ -5,8 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from structvpr.train.distill_losses import (GlobalDistillation, LabelDistillation, positive_pairs,
-                                            semantic_alignment)
+from structvpr.train.distill_losses import (
+    GlobalDistillation,
+    LabelDistillation,
+    positive_pairs,
+    semantic_alignment,
+)
 from structvpr.train.partition import assign_groups, group_weights
 
 

@@ -6,9 +6,17 @@ import json
 import numpy as np
 import pytest
 
-from structvpr.train.partition import (Partition, PartitionFileError, assign_groups, best_positive_ranks,
-                                       group_weights, load_partition, save_histogram_plot, save_partition,
-                                       smooth_weights)
+from structvpr.train.partition import (
+    Partition,
+    PartitionFileError,
+    assign_groups,
+    best_positive_ranks,
+    group_weights,
+    load_partition,
+    save_histogram_plot,
+    save_partition,
+    smooth_weights,
+)
 
 
 @pytest.mark.parametrize("teacher_rank,student_rank,k,group", [

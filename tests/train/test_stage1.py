@@ -100,3 +100,43 @@ def test_nan_loss_stops_naming_the_step_and_keeps_last_checkpoint(
     checkpoint = torch.load(last, map_location="cpu", weights_only=True)
     assert (checkpoint["epoch"], checkpoint["global_step"]) == (0, 3)
     assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
+
+
+def write_labelled_sequence(root: Path, frames: int = 30) -> None:
+    """Two frame-aligned folders of 32x32 images with label maps (trainIds) in `<folder>_labels/`."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for folder in ("summer", "winter"):
+        (root / folder).mkdir(parents=True)
+        (root / f"{folder}_labels").mkdir()
+        for frame in range(frames):
+            # A sky/building/road layout whose horizon moves with the frame: places differ.
+            labels = np.full((32, 32), 0, dtype=np.uint8)
+            horizon = 6 + frame % 20
+            labels[:horizon] = 10
+            labels[horizon:horizon + 6, : 8 + frame % 24] = 2
+            labels[0, 0] = 255
+            image = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(image).save(root / folder / f"{frame:05d}.png")
+            Image.fromarray(labels).save(root / f"{folder}_labels" / f"{frame:05d}.png")
+
+
+def test_seg_branch_trains_on_label_maps_and_writes_a_seg_branch_file(tmp_path: Path) -> None:
+    from structvpr.model.branches import load_seg_branch
+
+    write_labelled_sequence(tmp_path / "town")
+    source = {"path": str(tmp_path / "town"), "layout": "sequence",
+              "options": {"database_folder": "summer", "query_folder": "winter", "frame_tolerance": 1}}
+    config = load_config(None, [
+        f"data.train={json.dumps(source)}", f"data.val={json.dumps({**source, 'index_range': [0, 10]})}",
+        "data.num_workers=0", "model.backbone=resnet18", "model.pretrained=false", "model.image_size=[32,32]",
+        "train.places_per_batch=2", "train.images_per_place=2", "train.batches_per_epoch=2", "train.epochs=1",
+        "train.accelerator=cpu", "train.devices=1", "train.validate_before_training=false",
+        f"train.output_dir={tmp_path / 'runs'}"])
+    run_dir = run_stage1(config, "seg")
+    teacher, metadata = load_seg_branch(run_dir / "model.pt")
+    assert teacher.config.in_channels == 6 and metadata["branch"] == "seg"  # structural-6 SLME input
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["global_step"] == 2 and 0.0 <= summary["best_val_r1"] <= 1.0

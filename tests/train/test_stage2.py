@@ -87,7 +87,11 @@ def _write_stage1_models(config) -> tuple[Path, Path]:
 
 
 def test_partition_cache_and_stage2_run(tiny_run) -> None:
-    from structvpr.train.partition import load_partition, load_teacher_cache, run_partition
+    from structvpr.train.partition import (
+        load_partition,
+        load_teacher_cache,
+        run_partition,
+    )
     from structvpr.train.stage2 import run_stage2
 
     _, config = tiny_run

@@ -40,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-workers", type=int, default=2, help="image-decoding worker processes")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: CPU cores minus --num-workers, at least 1)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
     parser.add_argument("--preview", type=Path, default=None, metavar="DIR",
                         help=f"also write {PREVIEW_COUNT} image | labels | merged previews to DIR")
@@ -99,7 +101,7 @@ def _write_previews(paths: list[Path], folder: Path, table_name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the label-map cache and print the summary; 0 on success."""
-    from structvpr.segment.cache import build_label_cache
+    from structvpr.segment.cache import build_label_cache, default_compute_threads
     from structvpr.segment.segmenters import build_segmenter
 
     if args.batch_size < 1 or args.num_workers < 0 or (args.limit is not None and args.limit < 1):
@@ -114,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
         options["model"] = args.hf_model
     segmenter = build_segmenter(args.segmenter, device=args.device, **options)
     summary = build_label_cache(paths, segmenter, batch_size=args.batch_size, num_workers=args.num_workers,
-                                on_bad_image=args.on_bad_image, progress=not args.quiet)
+                                on_bad_image=args.on_bad_image, progress=not args.quiet,
+                                compute_threads=args.threads or default_compute_threads(args.num_workers))
     print(summary.format())
     if args.preview is not None:
         _write_previews(paths, args.preview, args.merge_table)

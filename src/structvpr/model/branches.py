@@ -16,7 +16,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from structvpr.io_utils import atomic_torch_save
-from structvpr.model.label_features import LabelFeatureConfig, LabelFeatureHead, LabelFeatureOutput
+from structvpr.model.label_features import (
+    LabelFeatureConfig,
+    LabelFeatureHead,
+    LabelFeatureOutput,
+)
 from structvpr.model.vpr_net import ModelConfig, VPRNet, build_model
 
 SEG_BRANCH_FORMAT = "structvpr-seg-branch-v1"

@@ -54,7 +54,7 @@ def best_positive_ranks(descriptors: np.ndarray, positives: Sequence[np.ndarray]
         _, neighbours = index.search(descriptors[start:start + batch_size], depth)
         for offset, row in enumerate(neighbours):
             query = start + offset
-            positive_set = set(int(p) for p in positives[query]) - {query}
+            positive_set = {int(p) for p in positives[query]} - {query}
             if not positive_set:
                 continue
             others = [int(n) for n in row if n != query and n >= 0][:search_depth]
@@ -251,7 +251,7 @@ def load_teacher_cache(directory: str | Path) -> TeacherCache:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         if manifest.get("format") != TEACHER_CACHE_FORMAT:
             raise ValueError(f"format {manifest.get('format')!r}, expected {TEACHER_CACHE_FORMAT}")
-        load = lambda name: np.load(directory / name, mmap_mode="r", allow_pickle=False)  # noqa: E731
+        load = lambda name: np.load(directory / name, mmap_mode="r", allow_pickle=False)
         cache = TeacherCache(directory=directory, sample_paths=list(manifest.pop("sample_paths")),
                              global_descriptors=load("global_descriptors.npy"),
                              units=load("units.npy") if manifest["has_units"] else None,
@@ -267,9 +267,9 @@ def load_teacher_cache(directory: str | Path) -> TeacherCache:
 def load_teacher(path: str | Path, device: str = "cpu"):
     """The frozen Stage I seg-branch: a SegBranch file, or a plain K-channel VPRNet model file (then
     the teacher has no label features and label distillation is skipped). Returns (model, metadata)."""
-    from structvpr.model.branches import SEG_BRANCH_FORMAT, load_seg_branch
-
     import torch
+
+    from structvpr.model.branches import SEG_BRANCH_FORMAT, load_seg_branch
 
     path = Path(path)
     if not path.is_file():

@@ -65,6 +65,20 @@ def train_teacher(config: Config, run_name: str = "stage1-seg") -> Path:
     return run_dir
 
 
+def _rank() -> int:
+    """Global rank under DDP (every process runs the pipeline), else 0."""
+    distributed = torch.distributed
+    return distributed.get_rank() if distributed.is_available() and distributed.is_initialized() else 0
+
+
+def _barrier() -> None:
+    """Wait for every DDP process (no-op without a process group): rank 0 writes the files the next
+    stage reads."""
+    distributed = torch.distributed
+    if distributed.is_available() and distributed.is_initialized():
+        distributed.barrier()
+
+
 def _with_structvpr(config: Config, **changes) -> Config:
     return dataclasses.replace(config, structvpr=dataclasses.replace(config.structvpr, **changes))
 
@@ -129,8 +143,8 @@ def run_all(config: Config, ablations: Sequence[str] | None = None, device: str 
     ablations: subset of DEFAULT_ABLATIONS (default all). eval_sources: dataset splits to report on
     (default `data.val`). device: for evaluation and the partition (default: cuda if available).
     """
-    from structvpr.model.model_file import load_model_file
     from structvpr.model.branches import load_seg_branch
+    from structvpr.model.model_file import load_model_file
     from structvpr.train.datamodule import open_source
     from structvpr.train.partition import run_partition
     from structvpr.train.stage1 import run_stage1
@@ -150,6 +164,7 @@ def run_all(config: Config, ablations: Sequence[str] | None = None, device: str 
 
     if not done("stage1-rgb"):
         run_stage1(config, "rgb")
+    _barrier()
     runs = []  # (name, run folder, kind, epochs, notes)
     runs.append(("RGB baseline (Stage I)", root / "stage1-rgb", "rgb", stage1_epochs, "VPR loss only"))
     variants = [config.structvpr.variant]
@@ -160,9 +175,12 @@ def run_all(config: Config, ablations: Sequence[str] | None = None, device: str 
         variant_config = _with_structvpr(config, variant=variant)
         if not done(f"stage1-seg{suffix}"):
             train_teacher(variant_config, f"stage1-seg{suffix}")
-        if not (root / f"partition{suffix}" / "teacher_cache" / "cache.json").is_file():
+        _barrier()
+        cache_ready = (root / f"partition{suffix}" / "teacher_cache" / "cache.json").is_file()
+        if not cache_ready and _rank() == 0:
             run_partition(variant_config, teacher_path=root / f"stage1-seg{suffix}" / "model.pt",
                           output_dir=root / f"partition{suffix}", device=device)
+        _barrier()
         if not suffix:
             runs.append((f"teacher: seg-branch ({variant}, needs labels)", root / "stage1-seg", "teacher",
                          stage1_epochs, "input = SLME label maps"))
@@ -177,7 +195,10 @@ def run_all(config: Config, ablations: Sequence[str] | None = None, device: str 
             if not done(run_name):
                 run_stage2(variant_config, run_name, cache_dir=root / f"partition{suffix}" / "teacher_cache",
                            settings_overrides=settings)
+            _barrier()
             runs.append((label, root / run_name, "rgb", stage1_epochs + stage2_epochs, notes))
+    if _rank() != 0:
+        return root  # evaluation and the report: rank 0 only
     rows = []
     for source in eval_sources or [config.data.val]:
         dataset = open_source(source, "evaluation")

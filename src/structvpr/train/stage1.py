@@ -64,12 +64,15 @@ def build_trainer(config: Config, run_dir: Path, *, run_sanity_validation: bool)
     train = config.train
     checkpoint_dir = run_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=MONITOR, mode="max",
-                           save_top_k=1, save_last=True, auto_insert_metric_name=False,
-                           enable_version_counter=False)
+                           save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
+    # A second callback, not save_last=True: Lightning 2.6 writes "last" only when a top-k file is
+    # written, so an epoch that does not improve R@1 would leave a stale last.ckpt behind.
+    latest = ModelCheckpoint(dirpath=checkpoint_dir, filename="last", monitor=None, save_top_k=1,
+                             enable_version_counter=False)
     return L.Trainer(
         max_epochs=train.epochs, accelerator=train.accelerator, devices=train.devices,
         strategy=train.strategy, num_nodes=train.num_nodes, precision=train.precision,
-        deterministic=train.deterministic, callbacks=[best], default_root_dir=run_dir,
+        deterministic=train.deterministic, callbacks=[best, latest], default_root_dir=run_dir,
         logger=CSVLogger(save_dir=run_dir, name="", version="logs"),
         num_sanity_val_steps=-1 if run_sanity_validation else 0, use_distributed_sampler=False,
         plugins=[AtomicCheckpointIO()], log_every_n_steps=train.log_every_n_steps,

@@ -22,9 +22,17 @@ from structvpr.io_utils import atomic_write_text
 from structvpr.model.branches import label_feature_config_from
 from structvpr.model.label_features import LabelFeatureHead, mask_head_loss
 from structvpr.train.datamodule import VPRDataModule
-from structvpr.train.distill_losses import GlobalDistillation, LabelDistillation, semantic_alignment
+from structvpr.train.distill_losses import (
+    GlobalDistillation,
+    LabelDistillation,
+    semantic_alignment,
+)
 from structvpr.train.lightning_vpr import NonFiniteLossError, VPRLightningModule
-from structvpr.train.partition import PartitionFileError, TeacherCache, load_teacher_cache
+from structvpr.train.partition import (
+    PartitionFileError,
+    TeacherCache,
+    load_teacher_cache,
+)
 
 
 class Stage2DataModule(VPRDataModule):

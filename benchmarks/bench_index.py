@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import gc
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import faiss
@@ -97,12 +96,12 @@ def make_queries(database: np.ndarray, count: int, seed: int) -> np.ndarray:
     return _normalise_rows(queries)
 
 
-def timed_search(search: Callable[[], object], repeats: int = 1) -> tuple[object, float]:
-    """(result, seconds per call), after one warm-up call."""
-    result = search()
+def timed_search(index: PlaceIndex, queries: np.ndarray, repeats: int = 1, **options) -> tuple[object, float]:
+    """(index.search(queries, k=10, **options), seconds per call), after one warm-up call."""
+    result = index.search(queries, k=10, **options)
     start = time.perf_counter()
     for _ in range(repeats):
-        result = search()
+        result = index.search(queries, k=10, **options)
     return result, (time.perf_counter() - start) / repeats
 
 
@@ -124,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[dict] = []
     flat = PlaceIndex.build(database, "flat")
-    exact, flat_seconds = timed_search(lambda: flat.search(queries, k=10))
+    exact, flat_seconds = timed_search(flat, queries)
     exact_top1 = exact.ids[:, 0]
     flat_rate = len(queries) / flat_seconds
     rows.append({"setting": "flat (exact)", "params": "-", "bytes": flat.memory_bytes() / size,
@@ -133,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
 
     def measure(name: str, params: str, index: PlaceIndex, build_seconds: float, **search_options) -> None:
-        result, seconds = timed_search(lambda: index.search(queries, k=10, **search_options))
+        result, seconds = timed_search(index, queries, **search_options)
         in_top10 = np.mean([exact_top1[i] in result.ids[i] for i in range(len(queries))])
         rows.append({"setting": name, "params": params, "bytes": index.memory_bytes() / size,
                      "build": build_seconds, "rate": len(queries) / seconds,

@@ -123,7 +123,7 @@ def test_load_refuses_pickles_with_code_and_runs_nothing(tmp_path: Path) -> None
 
 def _readme_example() -> str:
     text = (REPO_ROOT / "docs" / "readme_use_model.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
     assert blocks, "docs/readme_use_model.md has no python example"
     return blocks[0]
 

@@ -60,10 +60,10 @@ def test_export_matches_pytorch_on_real_images(fmt: str, exports, small_model, c
         import onnxruntime
 
         session = onnxruntime.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
-        run = lambda batch: session.run(None, {"images": batch.numpy()})[0]  # noqa: E731
+        run = lambda batch: session.run(None, {"images": batch.numpy()})[0]
     else:
         scripted = torch.jit.load(str(report.path))
-        run = lambda batch: scripted(batch).detach().numpy()  # noqa: E731
+        run = lambda batch: scripted(batch).detach().numpy()
     for batch in (images[:1], images[:7]):
         with torch.inference_mode():
             expected = small_model(batch).numpy()

@@ -103,10 +103,10 @@ def test_unlabelled_or_empty_datasets_fail_before_extraction(tiny_dataset: Place
 
 def test_cli_evaluates_a_ground_truth_list_dataset(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = tmp_path / "gt_dataset"
+    (root / "query").mkdir(parents=True)
     for i in range(4):
         _random_image(root / "ref" / f"{i:03d}.png", i)
-        shutil.copy(root / "ref" / f"{i:03d}.png", (root / "query").mkdir(parents=True, exist_ok=True)
-                    or root / "query" / f"{i:03d}.png")
+        shutil.copy(root / "ref" / f"{i:03d}.png", root / "query" / f"{i:03d}.png")
     np.save(root / "ground_truth.npy", np.eye(4, dtype=bool))
     out_dir = tmp_path / "out"
     code = main(["evaluate", str(root), "--image-size", "32", "32", "--recall-values", "1",

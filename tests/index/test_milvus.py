@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
 
-from structvpr.index import PlaceIndex  # noqa: E402
-from structvpr.index.milvus import MilvusPlaceIndex  # noqa: E402
+from structvpr.index import PlaceIndex
+from structvpr.index.milvus import MilvusPlaceIndex
 
 
 def test_milvus_lite_round_trip_matches_faiss_flat(corridor_descriptors, tmp_path: Path) -> None:

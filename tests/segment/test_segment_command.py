@@ -61,8 +61,20 @@ def test_killed_run_resumes_without_recomputing(tmp_path: Path) -> None:
     assert not list(labels.glob(".*.tmp")), "temporary files of the killed run were left behind"
 
 
+def _run_segment_command(argv: list[str]) -> int:
+    """Parse and run only the `segment` subcommand (the full CLI imports every other part too)."""
+    import argparse
+
+    from structvpr.commands import segment
+
+    parser = argparse.ArgumentParser(prog="structvpr")
+    segment.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
 def test_command_reports_bad_images_by_flag(tmp_path: Path, capsys) -> None:
-    from structvpr.cli import main
+    from structvpr.data.images import BadImageError
 
     folder = tmp_path / "shots"
     folder.mkdir()
@@ -71,10 +83,10 @@ def test_command_reports_bad_images_by_flag(tmp_path: Path, capsys) -> None:
     (folder / "s9.jpg").write_bytes(b"truncated")
     base = ["segment", str(folder), "--width", "0.5", "--input-size", "64x32", "--num-workers", "0", "--quiet"]
 
-    assert main(base) == 1
-    assert "s9.jpg: cannot decode image" in capsys.readouterr().err
+    with pytest.raises(BadImageError, match="s9.jpg: cannot decode image"):
+        _run_segment_command(base)
 
-    assert main([*base, "--on-bad-image", "skip", "--preview", str(tmp_path / "previews")]) == 0
+    assert _run_segment_command([*base, "--on-bad-image", "skip", "--preview", str(tmp_path / "previews")]) == 0
     captured = capsys.readouterr()
     assert "3 label maps written" in captured.out and "1 bad images skipped" in captured.out
     assert "s9.jpg" in captured.err

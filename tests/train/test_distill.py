@@ -31,6 +31,13 @@ def test_projection_appears_when_dimensions_differ() -> None:
     assert loss.projection.linear.weight.grad is not None
 
 
+def test_always_project_learns_a_map_for_equal_widths() -> None:
+    loss = GlobalDistillation(6, 6, always_project=True)
+    assert loss.projection.linear.weight.shape == (6, 6)
+    loss(torch.randn(2, 6), torch.randn(2, 6), torch.ones(2)).backward()
+    assert loss.projection.linear.weight.grad.abs().sum() > 0
+
+
 def test_g4_sample_contributes_zero_distillation_gradient() -> None:
     torch.manual_seed(0)
     # Hand-made ranks: sample 2 is G4 (teacher wrong at rank 7, student right at rank 1).

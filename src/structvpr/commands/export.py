@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     model = load(args.model, device="cpu")
     if model.network is None:
         raise ValueError(f"{args.model}: already an exported model; export from a structvpr model file")
-    report = export_model(model.network, args.out, args.format, check_images=args.check_images,
+    export_model(model.network, args.out, args.format, check_images=args.check_images,
                           tolerance=args.tolerance)
     height, width = model.image_size
     print(f"input: images float32 [B, 3, {height}, {width}], normalised with mean {model.mean} and std "

@@ -145,7 +145,9 @@ def run(args: argparse.Namespace) -> int:
         descriptors, kind=args.kind, metadata=metadata, nlist=args.nlist, pq_m=args.pq_m,
         pq_nbits=args.pq_nbits, opq=args.opq, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction,
         train_size=args.train_size, store_vectors=False if args.no_store_vectors else None)
-    index.info = {"model": str(args.model), "model_sha256": fingerprint,
+    model_path = Path(args.model)
+    recorded_model = str(model_path.resolve()) if model_path.exists() else str(args.model)  # or a built-in name
+    index.info = {"model": recorded_model, "model_sha256": fingerprint,
                   "image_root": str(args.folder.resolve()), "descriptor_dim": model.descriptor_dim}
     index.save(args.out)
     if not args.keep_descriptors:

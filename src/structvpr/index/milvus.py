@@ -16,8 +16,15 @@ from typing import Any
 import numpy as np
 
 from structvpr.index.place_index import (
-    DEFAULT_EF_SEARCH, DEFAULT_NPROBE, KINDS, IndexFileError, SearchResult, _check_metadata,
-    check_descriptors, default_nlist)
+    DEFAULT_EF_SEARCH,
+    DEFAULT_NPROBE,
+    KINDS,
+    IndexFileError,
+    SearchResult,
+    _check_metadata,
+    check_descriptors,
+    default_nlist,
+)
 from structvpr.io_utils import atomic_write_text
 
 VECTOR_FIELD = "descriptor"

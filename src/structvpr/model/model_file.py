@@ -59,7 +59,7 @@ def save_model_file(model: VPRNet, path: str | Path, metadata: dict[str, Any] | 
                           "std": list(config.std), "resize": "bilinear", "channels": "RGB"},
         "training_data": _training_data_names(metadata),
         "code_version": __version__,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "metadata": metadata,
     }
     atomic_torch_save(content, path)

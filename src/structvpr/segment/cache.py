@@ -82,8 +82,10 @@ def read_label_map(path: str | Path, expected_hw: Sequence[int] | None = None) -
 
 def write_label_map(path: str | Path, labels: np.ndarray) -> None:
     """Write uint8 [H, W] trainIds as a PNG, atomically (a killed run never leaves a torn file)."""
+    if np.ndim(labels) != 2:
+        raise ValueError(f"{path}: a label map must be [H, W], got shape {np.shape(labels)}")
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8), mode="L").save(buffer, format="PNG")
+    Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8)).save(buffer, format="PNG")
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -154,7 +156,7 @@ def _worker_init(_: int) -> None:
 
 def _save(path: Path, labels: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     if labels.shape != hw:
-        labels = np.asarray(Image.fromarray(labels, mode="L").resize((hw[1], hw[0]), Image.NEAREST))
+        labels = np.asarray(Image.fromarray(labels).resize((hw[1], hw[0]), Image.NEAREST))
     write_label_map(path, labels)
     return class_histogram(labels)
 

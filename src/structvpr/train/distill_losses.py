@@ -30,11 +30,14 @@ def _weighted_mean(per_sample: torch.Tensor, weights: torch.Tensor, normalizatio
 
 
 class Projection(nn.Module):
-    """Linear map student_dim -> teacher_dim, or identity when they are equal (no parameters)."""
+    """Linear map student_dim -> teacher_dim, or identity (no parameters) when they are equal and
+    `always` is False. `always=True` learns the map even for equal widths: two separately trained
+    networks need not have matching channels."""
 
-    def __init__(self, student_dim: int, teacher_dim: int) -> None:
+    def __init__(self, student_dim: int, teacher_dim: int, always: bool = False) -> None:
         super().__init__()
-        self.linear = nn.Linear(student_dim, teacher_dim, bias=False) if student_dim != teacher_dim else None
+        self.linear = (nn.Linear(student_dim, teacher_dim, bias=False)
+                       if always or student_dim != teacher_dim else None)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return features if self.linear is None else self.linear(features)
@@ -43,9 +46,10 @@ class Projection(nn.Module):
 class GlobalDistillation(nn.Module):
     """Weighted global distillation: student [B, Ds], teacher [B, Dt], weights [B] -> scalar."""
 
-    def __init__(self, student_dim: int, teacher_dim: int, normalization: str = "batch") -> None:
+    def __init__(self, student_dim: int, teacher_dim: int, normalization: str = "batch",
+                 always_project: bool = False) -> None:
         super().__init__()
-        self.projection = Projection(student_dim, teacher_dim)
+        self.projection = Projection(student_dim, teacher_dim, always_project)
         self.normalization = normalization
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -61,9 +65,10 @@ class LabelDistillation(nn.Module):
     classes does not outweigh one with few); samples with no present unit contribute 0.
     """
 
-    def __init__(self, student_dim: int, teacher_dim: int, normalization: str = "batch") -> None:
+    def __init__(self, student_dim: int, teacher_dim: int, normalization: str = "batch",
+                 always_project: bool = False) -> None:
         super().__init__()
-        self.projection = Projection(student_dim, teacher_dim)
+        self.projection = Projection(student_dim, teacher_dim, always_project)
         self.normalization = normalization
 
     def forward(self, student_units: torch.Tensor, teacher_units: torch.Tensor, presence: torch.Tensor,

@@ -57,7 +57,8 @@ def stage2_settings(config: Config) -> dict:
             "lambda_a": float(structvpr.lambda_a),
             "lambda_mask": float(getattr(structvpr, "lambda_mask", 0.1)),
             "weight_normalization": getattr(structvpr, "weight_normalization", "batch"),
-            "uniform_weights": bool(getattr(structvpr, "uniform_weights", False))}
+            "uniform_weights": bool(getattr(structvpr, "uniform_weights", False)),
+            "always_project": bool(getattr(structvpr, "always_project", False))}
 
 
 class Stage2Module(VPRLightningModule):
@@ -79,7 +80,8 @@ class Stage2Module(VPRLightningModule):
         self.label_merge_table = load_merge_table(self.experiment.structvpr.merge_table)
         self.label_config = label_feature_config_from(self.experiment.structvpr, self.label_merge_table)
         self.global_distill = GlobalDistillation(self.network.descriptor_dim, int(teacher_dims["global_dim"]),
-                                                 self.settings["weight_normalization"])
+                                                 self.settings["weight_normalization"],
+                                                 self.settings["always_project"])
         has_teacher_units = teacher_dims.get("unit_dim") is not None
         self.use_label_distill = self.settings["lambda_l"] > 0 and has_teacher_units
         self.use_alignment = self.settings["lambda_a"] > 0
@@ -87,7 +89,8 @@ class Stage2Module(VPRLightningModule):
         if self.use_label_distill or self.use_alignment or self.label_config.mask_head:
             self.label_head = LabelFeatureHead(self.label_config, self.network.backbone_channels)
         self.label_distill = (LabelDistillation(self.label_config.label_dim, int(teacher_dims["unit_dim"]),
-                                                self.settings["weight_normalization"])
+                                                self.settings["weight_normalization"],
+                                                self.settings["always_project"])
                               if self.use_label_distill else None)
         self.teacher: TeacherCache | None = None
 

@@ -22,6 +22,8 @@ import numpy as np
 
 from structvpr.index import PlaceIndex
 
+SETTINGS = ("hnsw", "ivfflat", "ivfpq", "ivfpq+opq")
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,8 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="tile the descriptors in DIR/*.npy (float32 [n, D]) with jitter instead")
     parser.add_argument("--nlist", type=int, default=None, help="IVF lists (default ~2 sqrt(N), power of 2)")
     parser.add_argument("--pq-m", type=int, default=32, help="IVF-PQ bytes per code")
-    parser.add_argument("--no-opq", action="store_true", help="skip the OPQ setting (its training is slow)")
-    parser.add_argument("--no-hnsw", action="store_true", help="skip HNSW (its build is the slowest)")
+    parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS),
+                        help="index kinds to compare with flat (OPQ training and the HNSW build are slowest)")
     parser.add_argument("--threads", type=int, default=1, help="FAISS/OpenMP threads for every setting")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
@@ -144,21 +146,22 @@ def main(argv: list[str] | None = None) -> int:
         index = PlaceIndex.build(database, kind, **options)
         return index, time.perf_counter() - start
 
-    if not args.no_hnsw:
+    if "hnsw" in args.settings:
         hnsw, seconds = build("hnsw", hnsw_m=32, ef_construction=80)
         for ef in (64, 128):
             measure("hnsw", f"M=32 efC=80 efSearch={ef}", hnsw, seconds, ef_search=ef)
         del hnsw
         gc.collect()
 
-    ivf, seconds = build("ivfflat", nlist=nlist)
-    for nprobe in (8, 16, 32):
-        measure("ivfflat", f"nlist={nlist} nprobe={nprobe}", ivf, seconds, nprobe=nprobe)
-    del ivf
-    gc.collect()
+    if "ivfflat" in args.settings:
+        ivf, seconds = build("ivfflat", nlist=nlist)
+        for nprobe in (8, 16, 32):
+            measure("ivfflat", f"nlist={nlist} nprobe={nprobe}", ivf, seconds, nprobe=nprobe)
+        del ivf
+        gc.collect()
 
-    for opq in ((False,) if args.no_opq else (False, True)):
-        name = "ivfpq+opq" if opq else "ivfpq"
+    for name in [setting for setting in ("ivfpq", "ivfpq+opq") if setting in args.settings]:
+        opq = name == "ivfpq+opq"
         pq, seconds = build("ivfpq", nlist=nlist, pq_m=args.pq_m, pq_nbits=8, opq=opq, store_vectors=True)
         for nprobe in (16, 32):
             measure(name, f"nlist={nlist} m={args.pq_m}x8 nprobe={nprobe}", pq, seconds, nprobe=nprobe)

@@ -1,6 +1,6 @@
 """Label-map cache throughput vs the bare ESPNetv2 forward on the same tensors.
 
-    .venv/bin/python benchmarks/bench_segment.py [--num-images 48] [--width 2.0] [--batch-size 8]
+    .venv/bin/python benchmarks/bench_segment.py [--num-images 64] [--width 2.0] [--batch-size 8]
         [--num-workers 2] [--device cpu]
 
 Writes synthetic 512x256 JPEGs to a temporary folder, times `segmenter.segment` on the pre-decoded
@@ -43,7 +43,7 @@ def make_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num-images", type=int, default=48)
+    parser.add_argument("--num-images", type=int, default=64)
     parser.add_argument("--width", type=float, default=2.0)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-workers", type=int, default=2)

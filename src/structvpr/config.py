@@ -71,7 +71,7 @@ class TrainConfig:
     triplet_margin: float = 0.1
     seed: int = 0
     accelerator: str = "auto"           # cpu | gpu | cuda | mps | auto
-    devices: int | str | list[int] = "auto"
+    devices: int | str | list[int] = 1   # a count, a list of indices, or "auto" (all)
     strategy: str = "auto"              # auto | ddp | ddp_spawn | fsdp | ...
     num_nodes: int = 1
     precision: str = "32-true"          # 32-true | 16-mixed | bf16-mixed

@@ -65,3 +65,11 @@ def test_pil_images_of_any_size_are_resized_to_the_input_size() -> None:
     # the same image as a pre-normalised tensor gives the same labels
     tensor = segmenter.transform()(images[1])[None]
     assert torch.equal(segmenter.segment(tensor)[0], labels[1])
+
+
+def test_input_sides_must_be_multiples_of_16() -> None:
+    with pytest.raises(ValueError, match="multiples of 16, got 100x64"):
+        ESPNetv2Segmenter(width=0.5, input_size=(64, 100))
+    segmenter = ESPNetv2Segmenter(width=0.5, input_size=(32, 64))
+    with pytest.raises(ValueError, match="got 40x24"):
+        segmenter.segment(torch.zeros(1, 3, 24, 40))

@@ -5,7 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from structvpr.config import Config, ConfigError, config_to_dict, dump_config, load_config
+from structvpr.config import (
+    Config,
+    ConfigError,
+    config_to_dict,
+    dump_config,
+    load_config,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 

@@ -21,6 +21,14 @@ SHIPPED_WEIGHTS: dict[float, tuple[str, str]] = {
 }
 DEFAULT_INPUT_SIZE = (256, 512)  # (H, W); the weights were trained at 512x1024, half is 10x faster
 NUM_OUTPUTS = NUM_CITYSCAPES_CLASSES + 1  # 19 trainIds + background
+SIZE_MULTIPLE = 16  # four exact halvings, so decoder up-sampling meets the encoder skips
+
+
+def check_input_size(height: int, width: int) -> None:
+    """ValueError unless both sides are positive multiples of 16."""
+    if height <= 0 or width <= 0 or height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
+        raise ValueError(f"ESPNetv2 needs input sides that are multiples of {SIZE_MULTIPLE}, "
+                         f"got {width}x{height} (WxH)")
 
 
 def shipped_weights_path(width: float) -> Path:
@@ -69,6 +77,7 @@ class ESPNetv2Segmenter(Segmenter):
                  device: str | torch.device = "cpu", weights: str | Path | None = None) -> None:
         self.width = float(width)
         self.input_size = (int(input_size[0]), int(input_size[1]))
+        check_input_size(*self.input_size)
         self.device = torch.device(device)
         # channels_last roughly halves CPU time of the depth-wise/grouped convolutions (measured)
         self.network = load_espnetv2(self.width, weights, self.device).to(memory_format=torch.channels_last)
@@ -79,6 +88,7 @@ class ESPNetv2Segmenter(Segmenter):
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """float32 [B, 3, H, W] normalised -> float32 [B, 20, H, W] (index 19 = background)."""
+        check_input_size(*batch.shape[2:])
         with torch.inference_mode():
             batch = batch.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
             return self.network(batch)
@@ -88,4 +98,5 @@ class ESPNetv2Segmenter(Segmenter):
         return self._to_train_id.to(logits.device)[logits.argmax(1)]
 
     def _predict(self, batch: torch.Tensor) -> torch.Tensor:
+        check_input_size(*batch.shape[2:])
         return self.labels_from_logits(self.network(batch.contiguous(memory_format=torch.channels_last)))

@@ -3,10 +3,14 @@
 Database: `--size` (default 1,000,000) unit descriptors, D = `--dim` (256), float32. Synthetic by
 default: place centres grouped in regions, several views per place, and 20% near-duplicates (a
 copy with tiny jitter, like consecutive video frames), which is what makes compressed codes pick a
-neighbouring frame. `--real DIR` instead tiles the rows of DIR/*.npy (float32 [n, D] descriptors,
-e.g. of the synthetic town) with jitter up to --size. Queries are jittered copies of random
-database rows (revisits). Every setting runs in this process with the same FAISS thread count
-(`--threads`, default 1: stable ratios on a shared machine), all queries in one batched call.
+neighbouring frame. `--real DIR` instead tiles real descriptors with jitter up to --size:
+DIR/database.npy (float32 [n, D]) with DIR/queries.npy as the queries and, when
+DIR/database_coords.npy and DIR/query_coords.npy (UTM metres) exist, VPR Recall@1 for every setting
+next to exact search's (a tile counts as its source image; positive within --threshold m); or all
+DIR/*.npy rows with synthetic revisit queries. Synthetic queries are jittered copies of random
+database rows. Every setting runs in this process with the same FAISS thread count
+(`--threads`, default 1: stable ratios on a shared machine); its queries/s ratio to flat comes
+from interleaving blocks of queries between flat and the setting (see `interleaved_timing`).
 Printed: parameters, bytes/vector of the FAISS structure, build seconds, queries/s and its ratio to
 flat, top-1 agreement with exact search and how often the exact top-1 is in the returned top-10.
 """
@@ -32,6 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--real", type=Path, default=None, metavar="DIR",
                         help="tile the descriptors in DIR/*.npy (float32 [n, D]) with jitter instead")
+    parser.add_argument("--threshold", type=float, default=25.0, help="--real: positive distance, metres")
     parser.add_argument("--nlist", type=int, default=None, help="IVF lists (default ~2 sqrt(N), power of 2)")
     parser.add_argument("--pq-m", type=int, default=32, help="IVF-PQ bytes per code")
     parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS),
@@ -72,8 +77,9 @@ def synthetic_descriptors(size: int, dim: int, seed: int) -> np.ndarray:
 
 
 def tiled_real_descriptors(folder: Path, size: int, seed: int) -> np.ndarray:
-    """Rows of folder/*.npy, normalised, tiled to `size` rows with small jitter on every copy."""
-    files = sorted(folder.glob("*.npy"))
+    """Rows of folder/database.npy (else of every folder/*.npy), normalised, tiled to `size` rows
+    with small jitter on every copy beyond the first; row i is a copy of base row i % n."""
+    files = [folder / "database.npy"] if (folder / "database.npy").is_file() else sorted(folder.glob("*.npy"))
     if not files:
         raise SystemExit(f"{folder}: no .npy descriptor files")
     base = np.concatenate([np.load(path, allow_pickle=False).astype(np.float32) for path in files])
@@ -98,13 +104,28 @@ def make_queries(database: np.ndarray, count: int, seed: int) -> np.ndarray:
     return _normalise_rows(queries)
 
 
-def timed_search(index: PlaceIndex, queries: np.ndarray, repeats: int = 1, **options) -> tuple[object, float]:
-    """(index.search(queries, k=10, **options), seconds per call), after one warm-up call."""
-    result = index.search(queries, k=10, **options)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        result = index.search(queries, k=10, **options)
-    return result, (time.perf_counter() - start) / repeats
+def interleaved_timing(index: PlaceIndex, flat: PlaceIndex, queries: np.ndarray, blocks: int = 4,
+                       **options) -> tuple[object, float, float]:
+    """(result of index.search(queries, k=10, **options), its seconds, flat's seconds on the same queries).
+
+    The queries are split into blocks and each block is searched by flat, then by `index`, so that
+    both see the same load from other processes (on a shared machine it changes by 5x within minutes).
+    One warm-up block first.
+    """
+    index.search(queries[:10], k=10, **options)
+    flat.search(queries[:10], k=10)
+    seconds = flat_seconds = 0.0
+    results = []
+    for block in np.array_split(queries, blocks):
+        start = time.perf_counter()
+        flat.search(block, k=10)
+        middle = time.perf_counter()
+        results.append(index.search(block, k=10, **options))
+        seconds += time.perf_counter() - middle
+        flat_seconds += middle - start
+    ids = np.concatenate([result.ids for result in results])
+    return type(results[0])(np.concatenate([r.scores for r in results]), ids,
+                            np.concatenate([r.positions for r in results])), seconds, flat_seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,41 +138,51 @@ def main(argv: list[str] | None = None) -> int:
     else:
         database = synthetic_descriptors(args.size, args.dim, args.seed)
         source = "synthetic clustered descriptors, 20% near-duplicates"
-    queries = make_queries(database, args.queries, args.seed)
     size, dim = database.shape
+    query_coords = base_coords = None
+    if args.real is not None and (args.real / "queries.npy").is_file():
+        queries = _normalise_rows(np.load(args.real / "queries.npy", allow_pickle=False).astype(np.float32))
+        if (args.real / "query_coords.npy").is_file():
+            query_coords = np.load(args.real / "query_coords.npy", allow_pickle=False)
+            base_coords = np.load(args.real / "database_coords.npy", allow_pickle=False)
+    else:
+        queries = make_queries(database, args.queries, args.seed)
+
+    def recall_at_1(ids: np.ndarray) -> float:
+        """VPR R@1: the source image of the top-1 tile lies within --threshold m of the query."""
+        if base_coords is None:
+            return float("nan")
+        sources = ids[:, 0] % len(base_coords)
+        distances = np.linalg.norm(base_coords[sources] - query_coords, axis=1)
+        return float(np.mean(distances <= args.threshold))
+
     nlist = args.nlist or int(2 ** round(np.log2(2 * np.sqrt(size))))
     print(f"bench_index: {size:,} x {dim} float32 ({source}), {len(queries)} queries, "
           f"{args.threads} FAISS thread(s); data made in {time.perf_counter() - started:.0f} s", flush=True)
 
     rows: list[dict] = []
     flat = PlaceIndex.build(database, "flat")
-    exact, flat_seconds = timed_search(flat, queries)
+    exact, seconds, _ = interleaved_timing(flat, flat, queries)
     exact_top1 = exact.ids[:, 0]
-    flat_rate = len(queries) / flat_seconds
     rows.append({"setting": "flat (exact)", "params": "-", "bytes": flat.memory_bytes() / size,
-                 "build": 0.0, "rate": flat_rate, "agree": 1.0, "in10": 1.0})
-    del flat
-    gc.collect()
+                 "build": 0.0, "rate": len(queries) / seconds, "ratio": 1.0, "agree": 1.0, "in10": 1.0,
+                 "r1": recall_at_1(exact.ids)})
 
     def measure(name: str, params: str, index: PlaceIndex, build_seconds: float, **search_options) -> None:
-        result, seconds = timed_search(index, queries, **search_options)
+        result, seconds, flat_seconds = interleaved_timing(index, flat, queries, **search_options)
         in_top10 = np.mean([exact_top1[i] in result.ids[i] for i in range(len(queries))])
         rows.append({"setting": name, "params": params, "bytes": index.memory_bytes() / size,
-                     "build": build_seconds, "rate": len(queries) / seconds,
-                     "agree": float(np.mean(result.ids[:, 0] == exact_top1)), "in10": float(in_top10)})
-        print(f"  measured {name} {params}", flush=True)
+                     "build": build_seconds, "rate": len(queries) / seconds, "ratio": flat_seconds / seconds,
+                     "agree": float(np.mean(result.ids[:, 0] == exact_top1)), "in10": float(in_top10),
+                     "r1": recall_at_1(result.ids)})
+        row = rows[-1]
+        print(f"  {name} {params}: {row['rate']:.0f} queries/s, {row['ratio']:.1f}x flat, top-1 = exact "
+              f"{100 * row['agree']:.1f}%, R@1 {100 * row['r1']:.1f}%", flush=True)
 
     def build(kind: str, **options) -> tuple[PlaceIndex, float]:
         start = time.perf_counter()
         index = PlaceIndex.build(database, kind, **options)
         return index, time.perf_counter() - start
-
-    if "hnsw" in args.settings:
-        hnsw, seconds = build("hnsw", hnsw_m=32, ef_construction=80)
-        for ef in (64, 128):
-            measure("hnsw", f"M=32 efC=80 efSearch={ef}", hnsw, seconds, ef_search=ef)
-        del hnsw
-        gc.collect()
 
     if "ivfflat" in args.settings:
         ivf, seconds = build("ivfflat", nlist=nlist)
@@ -171,13 +202,22 @@ def main(argv: list[str] | None = None) -> int:
         del pq
         gc.collect()
 
+    if "hnsw" in args.settings:
+        hnsw, seconds = build("hnsw", hnsw_m=32, ef_construction=80)
+        for ef in (64, 128):
+            measure("hnsw", f"M=32 efC=80 efSearch={ef}", hnsw, seconds, ef_search=ef)
+        del hnsw
+        gc.collect()
+
     print(f"\n{'setting':<13} {'parameters':<36} {'bytes/vec':>9} {'mem/flat':>8} {'build s':>8} "
-          f"{'queries/s':>10} {'x flat':>7} {'top-1 = exact':>13} {'exact in top-10':>15}")
+          f"{'queries/s':>10} {'x flat':>7} {'top-1 = exact':>13} {'exact in top-10':>15}"
+          + (f" {'R@1':>6}" if base_coords is not None else ""))
     flat_bytes = rows[0]["bytes"]
     for row in rows:
         print(f"{row['setting']:<13} {row['params']:<36} {row['bytes']:>9.1f} {row['bytes'] / flat_bytes:>8.3f} "
-              f"{row['build']:>8.0f} {row['rate']:>10.0f} {row['rate'] / flat_rate:>7.1f} "
-              f"{100 * row['agree']:>12.1f}% {100 * row['in10']:>14.1f}%")
+              f"{row['build']:>8.0f} {row['rate']:>10.0f} {row['ratio']:>7.1f} "
+              f"{100 * row['agree']:>12.1f}% {100 * row['in10']:>14.1f}%"
+              + (f" {100 * row['r1']:>5.1f}%" if base_coords is not None else ""))
     print("bytes/vec: the FAISS structure per descriptor (ids add 8 B for every kind; re-ranking reads the "
           f"raw vectors, {4 * dim} B/vec, from a memory-mapped file on disk). Total {time.perf_counter() - started:.0f} s.")
     return 0

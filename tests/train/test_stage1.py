@@ -1,6 +1,7 @@
 """Stage I on a tiny slice of the real Nordland 64x32 set: it learns, resumes exactly, stops on NaN."""
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -73,6 +74,9 @@ def test_resume_continues_and_matches_uninterrupted(shared_dir: Path, tmp_path: 
         fit_stage1(tiny_config(shared_dir, tmp_path), "rgb")
     trainer, _ = fit_stage1(tiny_config(shared_dir, tmp_path, "train.resume=true"), "rgb")
     assert (trainer.current_epoch, trainer.global_step) == (2, 6)
+    with open(last.parent.parent / "logs" / "metrics.csv", newline="") as handle:
+        logged_epochs = {int(row["epoch"]) for row in csv.DictReader(handle)}
+    assert logged_epochs == {0, 1}  # the rows of the epoch before the resume are kept
     resumed = network_state(last)
     reference = network_state(uninterrupted_run / "checkpoints" / "last.ckpt")
     assert resumed.keys() == reference.keys()
@@ -82,6 +86,14 @@ def test_resume_continues_and_matches_uninterrupted(shared_dir: Path, tmp_path: 
 
 def test_resume_without_checkpoint_is_refused(shared_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="last.ckpt: no checkpoint to resume from"):
+        fit_stage1(tiny_config(shared_dir, tmp_path, "train.resume=true"), "rgb")
+
+
+def test_unreadable_checkpoint_is_one_error_naming_it(shared_dir: Path, tmp_path: Path) -> None:
+    last = stage1_run_dir(tiny_config(shared_dir, tmp_path), "rgb") / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=f"{last}: refused to load: not a checkpoint of weights"):
         fit_stage1(tiny_config(shared_dir, tmp_path, "train.resume=true"), "rgb")
 
 

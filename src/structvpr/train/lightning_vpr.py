@@ -83,24 +83,29 @@ class VPRLightningModule(L.LightningModule):
         loss = self.vpr_loss(self(batch), place_labels)
         if self.experiment.train.inject_nan_at_step == self.global_step:
             loss = loss * float("nan")  # fault injection: exercises the guard below end to end
-        if not torch.isfinite(loss):
+        # Under DDP every rank must stop at the same step (or the others wait forever in all-reduce),
+        # so the ranks agree on the decision first.
+        if not self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True):
             # Raised before backward: the weights, optimizer and saved checkpoints stay as they were.
+            value = f"{loss.item()}" if not torch.isfinite(loss) else f"on another rank; {loss.item():.4f} here"
+            where = f", rank {self.global_rank}" if self.trainer.world_size > 1 else ""
             raise NonFiniteLossError(
-                f"non-finite training loss ({loss.item()}) at global step {self.global_step} "
-                f"(epoch {self.current_epoch}, batch {batch_idx}, branch {self.branch}); stopping. "
-                "The last good checkpoint is the run's checkpoints/last.ckpt (if one was saved).")
+                f"non-finite training loss ({value}) at global step {self.global_step} (epoch "
+                f"{self.current_epoch}, batch {batch_idx}, branch {self.branch}{where}); stopping.")
         batch_size = int(place_labels.shape[0])
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
         self.log("train/mined_fraction", self.vpr_loss.last_mined_fraction, on_step=False, on_epoch=True,
                  batch_size=batch_size)
         return loss
 
-    def on_train_epoch_start(self) -> None:
-        # Randomness as a function of (seed, epoch, rank) so a run resumed at an epoch boundary
-        # repeats the uninterrupted run exactly (dropout, if any, and the P x K draw).
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        # Randomness (dropout, stochastic depth) as a function of (seed, epoch, batch, rank): a run
+        # resumed from an epoch-end checkpoint repeats the uninterrupted run exactly, whatever RNG
+        # draws Lightning or the DataLoader made before this batch. (The P x K sampler is seeded by
+        # (seed, epoch) and Lightning calls its set_epoch.)
         seed = self.experiment.train.seed
-        # (Lightning itself calls set_epoch on the P x K sampler.)
-        torch.manual_seed(seed * 100_003 + self.current_epoch * 1_009 + self.global_rank)
+        torch.manual_seed(((seed * 1_000_003 + self.current_epoch) * 1_000_003 + batch_idx) * 1_009
+                          + self.global_rank)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._val_descriptors.append(self(batch).float())

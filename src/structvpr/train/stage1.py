@@ -7,7 +7,10 @@ model file (model.model_file) for the rgb branch, a SegBranch file (model.branch
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: checkpoint file does not exist")
         # Never unpickle code from a checkpoint: configs are stored as plain dicts.
-        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        try:
+            return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            # torch's first line is generic advice; the reason ("Unsupported global: os.system",
+            # "Unsupported operand ...") is further down.
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            reason = next((line for line in lines if line.lower().startswith(("unsupported", "trying to load"))),
+                          lines[0] if lines else type(error).__name__)
+            raise ValueError(f"{path}: refused to load: not a checkpoint of weights and plain data "
+                             f"({reason[:200]})") from None
+        except (RuntimeError, EOFError, OSError) as error:
+            raise ValueError(f"{path}: not a readable checkpoint ({type(error).__name__}: "
+                             f"{str(error).splitlines()[0][:200] if str(error) else ''})") from None
 
 
 def stage1_run_dir(config: Config, branch: str) -> Path:
@@ -89,6 +104,9 @@ def fit_stage1(config: Config, branch: str = "rgb") -> tuple[L.Trainer, VPRLight
     run_dir = stage1_run_dir(config, branch)
     last_checkpoint = run_dir / "checkpoints" / "last.ckpt"
     _check_run_dir(config, last_checkpoint)
+    metrics_file = run_dir / "logs" / "metrics.csv"
+    # Lightning's CSV logger deletes metrics.csv when it starts: keep the rows of the finished epochs.
+    earlier_rows = _finished_epoch_rows(metrics_file, last_checkpoint) if config.train.resume else []
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     module = VPRLightningModule.from_config(config, branch)
     datamodule = VPRDataModule(config, branch)
@@ -103,7 +121,34 @@ def fit_stage1(config: Config, branch: str = "rgb") -> tuple[L.Trainer, VPRLight
         kept = (f"last good checkpoint kept: {last_checkpoint}" if last_checkpoint.is_file()
                 else "no checkpoint had been saved yet")
         raise NonFiniteLossError(f"{run_dir}: {error} {kept}") from None
+    finally:
+        if earlier_rows and trainer.is_global_zero:
+            _prepend_metric_rows(metrics_file, earlier_rows)
     return trainer, module
+
+
+def _finished_epoch_rows(metrics_file: Path, checkpoint: Path) -> list[dict[str, str]]:
+    """Rows of `metrics_file` up to the epoch saved in `checkpoint` (a killed epoch's rows are dropped)."""
+    if not metrics_file.is_file() or not checkpoint.is_file():
+        return []
+    saved_epoch = int(AtomicCheckpointIO().load_checkpoint(checkpoint).get("epoch", -1))
+    with open(metrics_file, newline="", encoding="utf-8") as handle:
+        return [row for row in csv.DictReader(handle) if row.get("epoch", "").isdigit()
+                and int(row["epoch"]) <= saved_epoch]
+
+
+def _prepend_metric_rows(metrics_file: Path, earlier_rows: list[dict[str, str]]) -> None:
+    """Rewrite `metrics_file` (atomically) as `earlier_rows` followed by its own rows, union header."""
+    rows = list(earlier_rows)
+    if metrics_file.is_file():
+        with open(metrics_file, newline="", encoding="utf-8") as handle:
+            rows += list(csv.DictReader(handle))
+    columns = sorted({key for row in rows for key in row})
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(metrics_file, text.getvalue())
 
 
 def _best_weights(trainer: L.Trainer, module: VPRLightningModule) -> tuple[dict, str]:

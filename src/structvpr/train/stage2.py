@@ -128,9 +128,14 @@ class Stage2Module(VPRLightningModule):
         loss = sum(parts.values())
         if self.experiment.train.inject_nan_at_step == self.global_step:
             loss = loss * float("nan")
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"non-finite Stage II loss ({loss.item()}) at global step {self.global_step} "
-                                     f"(epoch {self.current_epoch}, batch {batch_idx}); stopping")
+        finite = bool(torch.isfinite(loss))
+        if self._trainer is not None:
+            # Under DDP every rank must stop at the same step, or the others wait in all-reduce.
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
+            raise NonFiniteLossError(
+                f"non-finite Stage II loss ({ {k: round(float(v), 4) for k, v in parts.items()} }) at global step "
+                f"{self.global_step} (epoch {self.current_epoch}, batch {batch_idx}); stopping before backward")
         batch_size = int(place_labels.shape[0])
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
         for name, value in parts.items():

@@ -85,11 +85,6 @@ def test_descriptor_file_rewrite_on_a_full_disk_keeps_the_previous_file(tmp_path
     assert (np.load(target, allow_pickle=False) == 7.0).all()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "evaluate/descriptors.py _open_output: when open_memmap fails (disk full) the mkstemp file is "
-    "already created but tmp_path is not yet returned, so compute_descriptors' finally cannot "
-    "remove it and a .<name>.*.tmp file stays. Fix: in _open_output, unlink tmp_name if "
-    "open_memmap raises."))
 def test_descriptor_file_rewrite_on_a_full_disk_leaves_no_temporary_file(tmp_path: Path) -> None:
     from PIL import Image
 

@@ -56,7 +56,11 @@ def _open_output(out_file: str | Path | None, shape: tuple[int, int]) -> tuple[n
     out_file.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_file.name}.", suffix=".tmp", dir=out_file.parent)
     os.close(fd)
-    return np.lib.format.open_memmap(tmp_name, mode="w+", dtype=np.float32, shape=shape), Path(tmp_name)
+    try:
+        return np.lib.format.open_memmap(tmp_name, mode="w+", dtype=np.float32, shape=shape), Path(tmp_name)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)  # a full disk must not leave the temporary file behind
+        raise
 
 
 @torch.inference_mode()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch
 
 from structvpr.config import Config, DatasetSource, config_to_dict, dump_config
 from structvpr.io_utils import atomic_write_text
-from structvpr.model.branches import build_seg_branch, save_seg_branch
+from structvpr.model.branches import save_seg_branch
 from structvpr.train.lightning_vpr import VPRLightningModule
 
 # Ablations of the student; "variants" retrains teacher + partition for every other label variant.
@@ -31,17 +32,10 @@ ABLATION_SETTINGS = {
 VPR_ONLY = {"lambda_g": 0.0, "lambda_l": 0.0, "lambda_a": 0.0}
 
 
-class SegBranchModule(VPRLightningModule):
-    """Stage I of the StructVPR++ teacher: the Stage I seg module whose network is a SegBranch
-    (VPRNet on SLME + label-feature head); its descriptor [global ; label] gets the VPR loss."""
-
-    def __init__(self, config: dict, branch: str = "seg") -> None:
-        super().__init__(config, "seg")
-        self.network = build_seg_branch(self.experiment, self.merge_table)
-
-
 def train_teacher(config: Config, run_name: str = "stage1-seg") -> Path:
-    """Train the seg-branch with label features (Stage I) and write `<run>/model.pt` (SegBranch file)."""
+    """Train the seg-branch (a SegBranch: label features included) with the VPR loss and write
+    `<run>/model.pt` (SegBranch file). Stage I's `run_stage1(config, "seg")` does the same in
+    `stage1-seg`; this variant takes the run folder name, for the label-variant ablations."""
     import lightning as L
 
     from structvpr.train.datamodule import VPRDataModule
@@ -49,7 +43,7 @@ def train_teacher(config: Config, run_name: str = "stage1-seg") -> Path:
 
     run_dir = Path(config.train.output_dir) / run_name
     L.seed_everything(config.train.seed, workers=True, verbose=False)
-    module = SegBranchModule(config_to_dict(config))
+    module = VPRLightningModule.from_config(config, "seg")
     datamodule = VPRDataModule(config, "seg")
     trainer = build_trainer(config, run_dir, run_sanity_validation=False)
     if trainer.is_global_zero:
@@ -159,11 +153,18 @@ def run_all(config: Config, ablations: Sequence[str] | None = None, device: str 
     stage1_epochs = config.train.epochs
     stage2_epochs = config.structvpr.stage2_epochs or config.train.epochs
 
+    timings: dict[str, float] = {}  # seconds per stage run in this call (reused stages are absent)
+
     def done(run_name: str) -> bool:
         return (root / run_name / "model.pt").is_file()
 
+    def timed(name: str, work, *args, **kwargs) -> None:
+        start = time.perf_counter()
+        work(*args, **kwargs)
+        timings[name] = round(time.perf_counter() - start, 1)
+
     if not done("stage1-rgb"):
-        run_stage1(config, "rgb")
+        timed("stage1-rgb", run_stage1, config, "rgb")
     _barrier()
     runs = []  # (name, run folder, kind, epochs, notes)
     runs.append(("RGB baseline (Stage I)", root / "stage1-rgb", "rgb", stage1_epochs, "VPR loss only"))
@@ -174,12 +175,13 @@ def run_all(config: Config, ablations: Sequence[str] | None = None, device: str 
         suffix = "" if variant == config.structvpr.variant else f"-{variant}"
         variant_config = _with_structvpr(config, variant=variant)
         if not done(f"stage1-seg{suffix}"):
-            train_teacher(variant_config, f"stage1-seg{suffix}")
+            timed(f"stage1-seg{suffix}", train_teacher, variant_config, f"stage1-seg{suffix}")
         _barrier()
         cache_ready = (root / f"partition{suffix}" / "teacher_cache" / "cache.json").is_file()
         if not cache_ready and _rank() == 0:
-            run_partition(variant_config, teacher_path=root / f"stage1-seg{suffix}" / "model.pt",
-                          output_dir=root / f"partition{suffix}", device=device)
+            timed(f"partition{suffix}", run_partition, variant_config,
+                  teacher_path=root / f"stage1-seg{suffix}" / "model.pt", output_dir=root / f"partition{suffix}",
+                  device=device)
         _barrier()
         if not suffix:
             runs.append((f"teacher: seg-branch ({variant}, needs labels)", root / "stage1-seg", "teacher",
@@ -193,8 +195,8 @@ def run_all(config: Config, ablations: Sequence[str] | None = None, device: str 
                      for name in ablations if name in ABLATION_SETTINGS]
         for run_name, settings, label, notes in jobs:
             if not done(run_name):
-                run_stage2(variant_config, run_name, cache_dir=root / f"partition{suffix}" / "teacher_cache",
-                           settings_overrides=settings)
+                timed(run_name, run_stage2, variant_config, run_name,
+                      cache_dir=root / f"partition{suffix}" / "teacher_cache", settings_overrides=settings)
             _barrier()
             runs.append((label, root / run_name, "rgb", stage1_epochs + stage2_epochs, notes))
     if _rank() != 0:
@@ -211,7 +213,8 @@ def run_all(config: Config, ablations: Sequence[str] | None = None, device: str 
             result = evaluate_model(model, dataset, positives, config, device, teacher=kind == "teacher")
             rows.append({"model": label, "run": run_dir.name, "epochs": epochs, "notes": notes, **result})
             print(f"[report] {label}: {result['summary']}: R@1 {result.get('R@1')}", flush=True)
-    atomic_write_text(root / "report.json", json.dumps({"rows": rows, "config": config_to_dict(config)}, indent=2))
+    report = {"rows": rows, "timings": timings, "config": config_to_dict(config)}
+    atomic_write_text(root / "report.json", json.dumps(report, indent=2))
     atomic_write_text(root / "report.md", "# StructVPR++ report\n\n" + report_markdown(rows, config.data.recall_values))
     print(report_markdown(rows, config.data.recall_values), flush=True)
     return root

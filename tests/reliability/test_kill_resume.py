@@ -224,11 +224,6 @@ def test_partition_killed_at_each_commit_point_then_rerun_gives_the_same_outputs
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "train/partition.py save_teacher_cache rewrites the .npy files one by one under the previous "
-    "run's cache.json, so a run killed half-way leaves a cache that loads as complete but mixes the "
-    "new teacher's descriptors with the old manifest (teacher_sha256) and old arrays. Fix: unlink "
-    "cache.json before writing the arrays (or write a staging folder and swap it in)."))
 def test_partition_killed_while_rewriting_the_cache_never_leaves_a_mixed_cache(partition_setup: dict,
                                                                                 tmp_path: Path) -> None:
     from structvpr.io_utils import sha256_of_file

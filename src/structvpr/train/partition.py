@@ -229,6 +229,9 @@ def save_teacher_cache(directory: str | Path, sample_paths: Sequence[str], globa
                        metadata: dict) -> None:
     """Write the cache as .npy files + `cache.json`, each atomically; cache.json last marks it complete."""
     directory = Path(directory)
+    # Remove the old manifest first: until the new one is written, the folder reads as incomplete,
+    # never as a complete cache that mixes old and new arrays.
+    (directory / "cache.json").unlink(missing_ok=True)
     _save_npy(directory / "global_descriptors.npy", np.asarray(global_descriptors, dtype=np.float32))
     _save_npy(directory / "weights.npy", np.asarray(weights, dtype=np.float32))
     if units is not None:

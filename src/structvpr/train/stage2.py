@@ -164,7 +164,8 @@ def run_stage2(config: Config, run_name: str = "stage2", cache_dir: str | Path |
     Stage I RGB model file the student starts from (default `<output_dir>/stage1-rgb/model.pt`; the
     student starts from ImageNet weights when that file does not exist). settings_overrides: see
     Stage2Module (e.g. {"uniform_weights": True} for the no-weights ablation). Epochs:
-    `structvpr.stage2_epochs` (None = train.epochs). Every DDP process calls this; rank 0 writes.
+    `structvpr.stage2_epochs` (None = train.epochs); learning rate: `structvpr.stage2_lr` (None = train.lr).
+    Every DDP process calls this; rank 0 writes.
     """
     import lightning as L
 
@@ -173,7 +174,8 @@ def run_stage2(config: Config, run_name: str = "stage2", cache_dir: str | Path |
 
     root = Path(config.train.output_dir)
     epochs = config.structvpr.stage2_epochs or config.train.epochs
-    config = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=epochs))
+    learning_rate = config.structvpr.stage2_lr or config.train.lr
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=epochs, lr=learning_rate))
     run_dir = stage2_run_dir(config, run_name)
     last_checkpoint = run_dir / "checkpoints" / "last.ckpt"
     if config.train.resume and not last_checkpoint.is_file():

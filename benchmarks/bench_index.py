@@ -9,9 +9,8 @@ DIR/database_coords.npy and DIR/query_coords.npy (UTM metres) exist, VPR Recall@
 next to exact search's (a tile counts as its source image; positive within --threshold m); or all
 DIR/*.npy rows with synthetic revisit queries. Synthetic queries are jittered copies of random
 database rows. Every setting runs in this process with the same FAISS thread count
-(`--threads`, default 1: stable ratios on a shared machine); its queries/s ratio to flat comes
-from interleaving blocks of queries between flat (on a quarter of each block) and the setting
-(see `interleaved_timing`).
+(`--threads`, default 1: stable ratios on a shared machine); each setting's queries/s ratio
+comes from timing flat on the same batch right before it (see `interleaved_timing`).
 Printed: parameters, bytes/vector of the FAISS structure, build seconds, queries/s and its ratio to
 flat, top-1 agreement with exact search and how often the exact top-1 is in the returned top-10.
 """
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from structvpr.index import PlaceIndex
 
@@ -105,35 +105,28 @@ def make_queries(database: np.ndarray, count: int, seed: int) -> np.ndarray:
     return _normalise_rows(queries)
 
 
-def interleaved_timing(index: PlaceIndex, flat: PlaceIndex, queries: np.ndarray, blocks: int = 4,
-                       flat_share: float = 0.25, **options) -> tuple[object, float, float]:
+def interleaved_timing(index: PlaceIndex, flat: PlaceIndex, queries: np.ndarray,
+                       **options) -> tuple[object, float, float]:
     """(index.search(queries, k=10, **options), its seconds per query, flat's seconds per query).
 
-    The queries are split into blocks; for each block flat searches the first `flat_share` of it,
-    then `index` searches all of it, so both are timed under the same load from other processes
-    (on a shared machine it changes by 5x within minutes) without paying flat's full cost twice.
+    Flat searches the same full batch right before the setting, so both are timed under the same
+    load from other processes (on a shared machine it changes by 5x within minutes). Full batches:
+    splitting them into small blocks would handicap flat's matrix multiplication.
     """
     index.search(queries[:10], k=10, **options)  # warm-up
-    seconds = flat_seconds = 0.0
-    flat_count = 0
-    results = []
-    for block in np.array_split(queries, blocks):
-        flat_block = block[:max(1, int(len(block) * flat_share))]
-        start = time.perf_counter()
-        flat.search(flat_block, k=10)
-        middle = time.perf_counter()
-        results.append(index.search(block, k=10, **options))
-        seconds += time.perf_counter() - middle
-        flat_seconds += middle - start
-        flat_count += len(flat_block)
-    result = type(results[0])(*(np.concatenate([getattr(r, field) for r in results])
-                                for field in ("scores", "ids", "positions")))
-    return result, seconds / len(queries), flat_seconds / flat_count
+    start = time.perf_counter()
+    flat.search(queries, k=10)
+    middle = time.perf_counter()
+    result = index.search(queries, k=10, **options)
+    end = time.perf_counter()
+    return result, (end - middle) / len(queries), (middle - start) / len(queries)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     faiss.omp_set_num_threads(args.threads)
+    # FAISS' OpenBLAS (flat search) keeps its own thread count: limit it too, or flat gets more cores.
+    threadpool_limits(limits=args.threads)
     started = time.perf_counter()
     if args.real is not None:
         database = tiled_real_descriptors(args.real, args.size, args.seed)

@@ -262,11 +262,6 @@ def test_index_build_resume_refuses_a_hostile_descriptor_chunk(tmp_path: Path, m
     assert "Python objects" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "commands/index.py describe_in_chunks calls _load_npy(chunk_path) without naming the file when "
-    "NumPy refuses it (message: \"Array can't be memory-mapped: Python objects in dtype.\"). Fix: "
-    "catch ValueError/OSError there and raise ValueError(f'{chunk_path}: unreadable descriptor chunk "
-    "({error}); delete {work} to start over')."))
 def test_index_build_names_the_refused_chunk_file(tmp_path: Path, marker: Path,
                                                   capsys: pytest.CaptureFixture) -> None:
     from structvpr.cli import main

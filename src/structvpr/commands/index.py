@@ -100,7 +100,11 @@ def describe_in_chunks(model, image_paths: list[Path], work: Path, chunk_size: i
             chunk_path = work / f"chunk_{start // chunk_size:06d}.npy"
             expected_rows = min(chunk_size, len(image_paths) - start)
             if chunk_path.is_file():
-                chunk = _load_npy(chunk_path, mmap=True)
+                try:
+                    chunk = _load_npy(chunk_path, mmap=True)
+                except (OSError, ValueError) as error:
+                    raise ValueError(f"{chunk_path}: unreadable descriptor chunk ({error}); "
+                                     f"delete {work} to start over") from error
                 if chunk.shape[0] != expected_rows:
                     raise ValueError(f"{chunk_path}: {chunk.shape[0]} rows, expected {expected_rows}; "
                                      f"delete {work} to start over")

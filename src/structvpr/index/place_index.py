@@ -319,6 +319,7 @@ class PlaceIndex:
     def load(cls, path: str | Path, use_gpu: bool | str = "auto", mmap_vectors: bool = True) -> PlaceIndex:
         """Read an index folder written by `save`. Stored vectors are memory-mapped by default."""
         path = Path(path)
+        _recover_interrupted_swap(path)
         manifest_path = path / "manifest.json"
         if not manifest_path.is_file():
             raise IndexFileError(f"{path}: not a structvpr index folder (no manifest.json)")
@@ -376,8 +377,24 @@ def _load_npy(path: Path, mmap: bool = False) -> np.ndarray:
     return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
 
 
+def _recover_interrupted_swap(path: Path) -> None:
+    """If a process died between the two renames of `_swap_folder`, `path` is missing and the previous
+    index sits in `.<name>.old-<pid>`: put it back. Stale old folders beside a good index are removed."""
+    leftovers = sorted(path.parent.glob(f".{path.name}.old-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    if not path.exists():
+        for old in leftovers:
+            if (old / "manifest.json").is_file():
+                os.replace(old, path)
+                leftovers.remove(old)
+                break
+    if path.exists():
+        for old in leftovers:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def _swap_folder(staging: Path, path: Path) -> None:
     """Replace folder `path` by `staging`; the old folder is removed only after the new one is in place."""
+    _recover_interrupted_swap(path)
     if not path.exists():
         os.replace(staging, path)
         return

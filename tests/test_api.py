@@ -122,9 +122,10 @@ def test_load_refuses_pickles_with_code_and_runs_nothing(tmp_path: Path) -> None
 
 
 def _readme_example() -> str:
-    text = (REPO_ROOT / "docs" / "readme_use_model.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
-    assert blocks, "docs/readme_use_model.md has no python example"
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Use a trained model", 1)[1]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    assert blocks, "README.md section 'Use a trained model' has no python example"
     return blocks[0]
 
 
@@ -139,7 +140,7 @@ def test_readme_three_line_example_runs(model_file, corridor_paths, tmp_path: Pa
     shutil.copy(corridor_paths[7], tmp_path / "query.jpg")
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(code, "readme_use_model.md", "exec"), namespace)  # noqa: S102 - our own docs
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own docs
     assert namespace["ids"].shape == (1, 5) and namespace["scores"].shape == (1, 5)
     assert namespace["ids"][0, 0] == 7  # the query is map image 7 itself
     assert namespace["scores"][0, 0] == pytest.approx(1.0, abs=1e-4)

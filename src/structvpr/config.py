@@ -97,6 +97,23 @@ class StructVPRConfig:
     group_threshold_k: int = 1
     group_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.0])
     stage2_epochs: int | None = None    # None = train.epochs
+    stage2_lr: float | None = None      # None = train.lr
+    # label-specific features (model/label_features.py)
+    label_levels: list[int] = field(default_factory=lambda: [1, 2, 3])  # backbone levels (strides 8, 16, 32)
+    label_dim: int = 128
+    label_pooling: str = "avg"          # avg | gem
+    label_min_area: float = 0.005       # area fraction under which a class counts as absent
+    label_descriptor_weight: float = 1.0  # balance of [global ; label] in the teacher's retrieval descriptor
+    mask_head: bool = False             # beyond the paper: predict the masks A from RGB
+    lambda_mask: float = 0.1
+    # partition and sample weights (train/partition.py)
+    weight_function: str = "groups"     # groups | smooth
+    smooth_temperature: float = 1.0
+    partition_search_depth: int = 100
+    # Stage II (train/stage2.py)
+    weight_normalization: str = "batch"  # how per-sample weights are normalised in a batch
+    uniform_weights: bool = False       # ablation: every sample weight = 1
+    always_project: bool = False        # learned projection even when student and teacher dims match
 
 
 @dataclass

@@ -17,10 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from structvpr.config import Config, DatasetSource, config_to_dict, dump_config
+from structvpr.config import Config, DatasetSource, config_to_dict
 from structvpr.io_utils import atomic_write_text
-from structvpr.model.branches import save_seg_branch
-from structvpr.train.lightning_vpr import VPRLightningModule
 
 # Ablations of the student; "variants" retrains teacher + partition for every other label variant.
 DEFAULT_ABLATIONS = ("no_weights", "no_label_features", "no_alignment", "variants")
@@ -33,30 +31,18 @@ VPR_ONLY = {"lambda_g": 0.0, "lambda_l": 0.0, "lambda_a": 0.0}
 
 
 def train_teacher(config: Config, run_name: str = "stage1-seg") -> Path:
-    """Train the seg-branch (a SegBranch: label features included) with the VPR loss and write
-    `<run>/model.pt` (SegBranch file). Stage I's `run_stage1(config, "seg")` does the same in
-    `stage1-seg`; this variant takes the run folder name, for the label-variant ablations."""
-    import lightning as L
+    """Train the seg-branch teacher (a SegBranch: label features included) with the VPR loss in
+    `<output_dir>/<run_name>` and write its model.pt; the run name separates the label variants."""
+    from structvpr.train.stage1 import run_stage1
 
-    from structvpr.train.datamodule import VPRDataModule
-    from structvpr.train.stage1 import _best_weights, build_trainer
+    return run_stage1(config, "seg", run_name)
 
-    run_dir = Path(config.train.output_dir) / run_name
-    L.seed_everything(config.train.seed, workers=True, verbose=False)
-    module = VPRLightningModule.from_config(config, "seg")
-    datamodule = VPRDataModule(config, "seg")
-    trainer = build_trainer(config, run_dir, run_sanity_validation=False)
-    if trainer.is_global_zero:
-        dump_config(config, run_dir / "config.yaml")
-    trainer.fit(module, datamodule=datamodule, weights_only=True)
-    if trainer.is_global_zero:
-        state, source = _best_weights(trainer, module)
-        module.network.load_state_dict(state)
-        save_seg_branch(module.network.cpu(), run_dir / "model.pt",
-                        {"stage": 1, "branch": "seg", "weights_from": source,
-                         "train_dataset": datamodule.train_description, "config": config_to_dict(config),
-                         "recall_history": module.recall_history})
-    return run_dir
+
+def resuming_if_started(config: Config, run_dir: Path) -> Config:
+    """`config` with train.resume set when `run_dir` holds the last.ckpt of an interrupted run, so a
+    re-run pipeline continues that run instead of refusing its folder or starting it over."""
+    started = (run_dir / "checkpoints" / "last.ckpt").is_file()
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, resume=started))
 
 
 def _rank() -> int:
@@ -164,7 +150,7 @@ def run_all(config: Config, ablations: Sequence[str] | None = None, device: str 
         timings[name] = round(time.perf_counter() - start, 1)
 
     if not done("stage1-rgb"):
-        timed("stage1-rgb", run_stage1, config, "rgb")
+        timed("stage1-rgb", run_stage1, resuming_if_started(config, root / "stage1-rgb"), "rgb")
     _barrier()
     runs = []  # (name, run folder, kind, epochs, notes)
     runs.append(("RGB baseline (Stage I)", root / "stage1-rgb", "rgb", stage1_epochs, "VPR loss only"))
@@ -175,7 +161,8 @@ def run_all(config: Config, ablations: Sequence[str] | None = None, device: str 
         suffix = "" if variant == config.structvpr.variant else f"-{variant}"
         variant_config = _with_structvpr(config, variant=variant)
         if not done(f"stage1-seg{suffix}"):
-            timed(f"stage1-seg{suffix}", train_teacher, variant_config, f"stage1-seg{suffix}")
+            timed(f"stage1-seg{suffix}", train_teacher,
+                  resuming_if_started(variant_config, root / f"stage1-seg{suffix}"), f"stage1-seg{suffix}")
         _barrier()
         cache_ready = (root / f"partition{suffix}" / "teacher_cache" / "cache.json").is_file()
         if not cache_ready and _rank() == 0:
@@ -195,7 +182,7 @@ def run_all(config: Config, ablations: Sequence[str] | None = None, device: str 
                      for name in ablations if name in ABLATION_SETTINGS]
         for run_name, settings, label, notes in jobs:
             if not done(run_name):
-                timed(run_name, run_stage2, variant_config, run_name,
+                timed(run_name, run_stage2, resuming_if_started(variant_config, root / run_name), run_name,
                       cache_dir=root / f"partition{suffix}" / "teacher_cache", settings_overrides=settings)
             _barrier()
             runs.append((label, root / run_name, "rgb", stage1_epochs + stage2_epochs, notes))

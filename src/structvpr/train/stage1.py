@@ -53,9 +53,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                              f"{str(error).splitlines()[0][:200] if str(error) else ''})") from None
 
 
-def stage1_run_dir(config: Config, branch: str) -> Path:
-    """`<train.output_dir>/stage1-<branch>`."""
-    return Path(config.train.output_dir) / f"stage1-{branch}"
+def stage1_run_dir(config: Config, branch: str, run_name: str | None = None) -> Path:
+    """`<train.output_dir>/<run_name>`, by default `<train.output_dir>/stage1-<branch>`."""
+    return Path(config.train.output_dir) / (run_name or f"stage1-{branch}")
 
 
 def _check_run_dir(config: Config, last_checkpoint: Path) -> None:
@@ -94,14 +94,15 @@ def build_trainer(config: Config, run_dir: Path, *, run_sanity_validation: bool)
         enable_model_summary=False, enable_progress_bar=False)
 
 
-def fit_stage1(config: Config, branch: str = "rgb") -> tuple[L.Trainer, VPRLightningModule]:
+def fit_stage1(config: Config, branch: str = "rgb", run_name: str | None = None
+               ) -> tuple[L.Trainer, VPRLightningModule]:
     """Train (or resume) one branch; returns the Trainer and the module after `Trainer.fit`.
 
     Runs on every DDP process; only global rank 0 writes config.yaml.
     Raises NonFiniteLossError naming the step and batch when the loss becomes NaN/inf; the
     checkpoints saved before it are kept.
     """
-    run_dir = stage1_run_dir(config, branch)
+    run_dir = stage1_run_dir(config, branch, run_name)
     last_checkpoint = run_dir / "checkpoints" / "last.ckpt"
     _check_run_dir(config, last_checkpoint)
     metrics_file = run_dir / "logs" / "metrics.csv"
@@ -151,7 +152,7 @@ def _prepend_metric_rows(metrics_file: Path, earlier_rows: list[dict[str, str]])
     atomic_write_text(metrics_file, text.getvalue())
 
 
-def _best_weights(trainer: L.Trainer, module: VPRLightningModule) -> tuple[dict, str]:
+def best_weights(trainer: L.Trainer, module: VPRLightningModule) -> tuple[dict, str]:
     """State dict of the network at the best validation R@1 (or the final one when none was saved)."""
     callback = trainer.checkpoint_callback
     best_path = getattr(callback, "best_model_path", "") if callback is not None else ""
@@ -162,20 +163,20 @@ def _best_weights(trainer: L.Trainer, module: VPRLightningModule) -> tuple[dict,
     return module.network.state_dict(), "final weights"
 
 
-def run_stage1(config: Config, branch: str = "rgb") -> Path:
+def run_stage1(config: Config, branch: str = "rgb", run_name: str | None = None) -> Path:
     """Train one branch (Stage I) and write `<run>/model.pt` (best weights) and `summary.json`.
 
-    Returns the run folder `<train.output_dir>/stage1-<branch>`. Every DDP process calls this;
+    Returns the run folder `<train.output_dir>/<run_name>` (default `stage1-<branch>`). Every DDP process calls this;
     only global rank 0 writes the files.
     """
     from structvpr.model.branches import save_seg_branch
     from structvpr.model.model_file import save_model_file
 
-    trainer, module = fit_stage1(config, branch)
-    run_dir = stage1_run_dir(config, branch)
+    trainer, module = fit_stage1(config, branch, run_name)
+    run_dir = stage1_run_dir(config, branch, run_name)
     if not trainer.is_global_zero:
         return run_dir
-    state, source = _best_weights(trainer, module)
+    state, source = best_weights(trainer, module)
     network = module.network.cpu()
     network.load_state_dict(state)
     datamodule = trainer.datamodule

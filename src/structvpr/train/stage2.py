@@ -170,7 +170,7 @@ def run_stage2(config: Config, run_name: str = "stage2", cache_dir: str | Path |
     import lightning as L
 
     from structvpr.model.model_file import load_model_file, save_model_file
-    from structvpr.train.stage1 import _best_weights, build_trainer
+    from structvpr.train.stage1 import best_weights, build_trainer
 
     root = Path(config.train.output_dir)
     epochs = config.structvpr.stage2_epochs or config.train.epochs
@@ -207,7 +207,7 @@ def run_stage2(config: Config, run_name: str = "stage2", cache_dir: str | Path |
                 ckpt_path=last_checkpoint if config.train.resume else None)
     if not trainer.is_global_zero:
         return run_dir
-    state, source = _best_weights(trainer, module)
+    state, source = best_weights(trainer, module)
     network = module.network.cpu()
     network.load_state_dict(state)
     metadata = {"stage": 2, "branch": "rgb", "weights_from": source, "init_model": str(init_path),

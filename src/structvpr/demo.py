@@ -30,8 +30,8 @@ class DemoSettings:
     places: int = 200
     image_size: tuple[int, int] = (96, 128)  # H, W of the rendered town and of the network input
     seed: int = 0
-    stage1_epochs: int = 4
-    stage2_epochs: int = 4
+    stage1_epochs: int = 3
+    stage2_epochs: int = 2
     stage2_lr: float = 1e-3
     places_per_batch: int = 16
     images_per_place: int = 4
@@ -154,8 +154,13 @@ def _stage_labels(run: DemoRun) -> dict:
 
 def run_demo(out_dir: str | Path, settings: DemoSettings) -> Path:
     """Run (or resume) the demo in `out_dir`; returns the path of report.html."""
-    from structvpr.demo_stages import (stage_evaluate, stage_export, stage_index, stage_report,
-                                       stage_train)
+    from structvpr.demo_stages import (
+        stage_evaluate,
+        stage_export,
+        stage_index,
+        stage_report,
+        stage_train,
+    )
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

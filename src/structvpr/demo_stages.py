@@ -31,6 +31,18 @@ def _describe(run: DemoRun, run_name: str, dataset) -> np.ndarray:
     return describe_dataset(model, dataset, run.config, run.settings.device)
 
 
+def _choose_examples(top1_correct: dict[str, np.ndarray], with_positive: list[int], count: int,
+                     seed: int) -> list[int]:
+    """Queries where baseline and student disagree on top-1 first (both directions), then random ones."""
+    rng = np.random.default_rng(seed)
+    baseline, student = top1_correct["baseline"], top1_correct["student"]
+    disagree = [i for i in with_positive if baseline[i] != student[i]]
+    rng.shuffle(disagree)
+    rest = [i for i in with_positive if i not in set(disagree)]
+    rng.shuffle(rest)
+    return sorted((disagree + rest)[:count])
+
+
 def stage_evaluate(run: DemoRun) -> dict:
     """Top-5 of baseline and student for example queries, as images (correct green, wrong red)."""
     from structvpr.evaluate.predictions import prediction_row
@@ -38,17 +50,18 @@ def stage_evaluate(run: DemoRun) -> dict:
 
     dataset = open_source(held_out_source(run), "evaluation")
     positives = dataset.positives_per_query()
-    rng = np.random.default_rng(run.settings.seed)
     with_positive = [i for i, p in enumerate(positives) if len(p)]
-    chosen = sorted(rng.choice(with_positive, size=min(run.settings.num_examples, len(with_positive)),
-                               replace=False).tolist())
-    examples = []
+    predictions, top1_correct = {}, {}
     for run_name, label in ((BASELINE_RUN, "baseline"), (STUDENT_RUN, "student")):
         descriptors = _describe(run, run_name, dataset)
-        predictions = top_k(descriptors[dataset.num_database:], descriptors[:dataset.num_database], 5)
-        np.save(run.out_dir / f"top5_{label}.npy", predictions)
+        predictions[label] = top_k(descriptors[dataset.num_database:], descriptors[:dataset.num_database], 5)
+        np.save(run.out_dir / f"top5_{label}.npy", predictions[label])
+        top1_correct[label] = np.array([bool(np.isin(top[0], p)) for top, p in zip(predictions[label], positives)])
+    chosen = _choose_examples(top1_correct, with_positive, run.settings.num_examples, run.settings.seed)
+    examples = []
+    for label, top5 in predictions.items():
         for query_index in chosen:
-            top = predictions[query_index]
+            top = top5[query_index]
             correct = [bool(np.isin(i, positives[query_index])) for i in top]
             row = prediction_row(dataset.query_paths[query_index], [dataset.database_paths[i] for i in top],
                                  correct, height=96)
@@ -117,7 +130,13 @@ def stage_report(run: DemoRun) -> dict:
     """report.html + report.md: results table, Recall@N curves, partition histogram, examples, timings."""
     import shutil
 
-    from structvpr.report.builder import ReportFigure, ReportRow, ReportSection, plot_recall_curves, write_report
+    from structvpr.report.builder import (
+        ReportFigure,
+        ReportRow,
+        ReportSection,
+        plot_recall_curves,
+        write_report,
+    )
     from structvpr.train.datamodule import open_source
 
     stages = run.state["stages"]
@@ -152,7 +171,9 @@ def stage_report(run: DemoRun) -> dict:
         ReportSection("Group partition of the training samples",
                       "G1 teacher right / student wrong, G2 both right, G3 both wrong, G4 teacher wrong / student right "
                       "(weight 0).", [ReportFigure("partition_groups.png", "samples per group")]),
-        ReportSection("Example queries: RGB baseline vs StructVPR++ student", evaluate["dataset"], example_figures),
+        ReportSection("Example queries: RGB baseline vs StructVPR++ student",
+                      evaluate["dataset"] + "\nQueries where the two models disagree on the top-1 come first "
+                      "(both directions), then random ones.", example_figures),
         ReportSection("Label maps", "Segmentation is used only in training.", label_figures),
         ReportSection("Index and export", "\n".join(stages["index"]["result"]["queries"]) + "\n"
                       + stages["export"]["result"]["summary"]),

@@ -7,8 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from structvpr.model.efficientnet_lite import (Conv2dSame, EfficientNetLite0, efficientnet_lite0_imagenet,
-                                              pretrained_weights_path)
+from structvpr.model.efficientnet_lite import (
+    Conv2dSame,
+    EfficientNetLite0,
+    efficientnet_lite0_imagenet,
+    pretrained_weights_path,
+)
 
 
 def test_shipped_weights_load_strictly_with_every_key_and_shape() -> None:

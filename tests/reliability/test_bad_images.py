@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from structvpr.data.images import BadImageError, find_bad_images, image_transform, load_rgb
+from structvpr.data.images import (
+    BadImageError,
+    find_bad_images,
+    image_transform,
+    load_rgb,
+)
 from structvpr.data.layouts import open_dataset, skipped_summary
 from structvpr.data.place_dataset import DatasetError
 

@@ -7,8 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from structvpr.segment.classes import (BUILTIN_TABLES, CITYSCAPES_CLASSES, LabelMapValueError, MergeTableError,
-                                       load_merge_table)
+from structvpr.segment.classes import (
+    BUILTIN_TABLES,
+    CITYSCAPES_CLASSES,
+    LabelMapValueError,
+    MergeTableError,
+    load_merge_table,
+)
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_TABLES))

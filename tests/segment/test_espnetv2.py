@@ -9,7 +9,12 @@ import torch
 from PIL import Image
 
 from structvpr.io_utils import sha256_of_file
-from structvpr.segment.espnetv2 import SHIPPED_WEIGHTS, ESPNetv2Segmenter, load_espnetv2, shipped_weights_path
+from structvpr.segment.espnetv2 import (
+    SHIPPED_WEIGHTS,
+    ESPNetv2Segmenter,
+    load_espnetv2,
+    shipped_weights_path,
+)
 
 INPUTS = ("nordland_summer_01000", "drawn_street")
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from structvpr.segment.slme import boundary_map, level_masks, resize_labels, slme_one_hot
+from structvpr.segment.slme import (
+    boundary_map,
+    level_masks,
+    resize_labels,
+    slme_one_hot,
+)
 
 
 def _random_merged(batch: int, height: int, width: int, num_classes: int, seed: int = 0) -> torch.Tensor:

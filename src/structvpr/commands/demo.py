@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quick", action="store_true", help="a smaller demo (< 3 minutes on 2 CPU cores)")
     parser.add_argument("--places", type=int, default=None, help="places in the town")
     parser.add_argument("--seed", type=int, default=None, help="random seed (town and training)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs of Stage I and of Stage II")
+    parser.add_argument("--stage1-epochs", type=int, default=None, help="epochs of each Stage I branch (default 3)")
+    parser.add_argument("--stage2-epochs", type=int, default=None, help="epochs of Stage II (default 2)")
     parser.add_argument("--segmenter", choices=["exact", "espnetv2"], default=None,
                         help="exact synthetic labels (default) or the real ESPNetv2 network")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ...")
@@ -38,12 +39,11 @@ def run(args: argparse.Namespace) -> int:
         settings, out_dir = load_settings(args.resume), args.resume
     else:
         settings = DemoSettings.quick() if args.quick else DemoSettings()
-        changes = {"places": args.places, "seed": args.seed, "segmenter": args.segmenter, "device": args.device}
+        changes = {"places": args.places, "seed": args.seed, "segmenter": args.segmenter, "device": args.device,
+                   "stage1_epochs": args.stage1_epochs, "stage2_epochs": args.stage2_epochs}
         for key, value in changes.items():
             if value is not None:
                 setattr(settings, key, value)
-        if args.epochs is not None:
-            settings.stage1_epochs = settings.stage2_epochs = args.epochs
         out_dir = args.out or Path("runs/demo") / time.strftime("%Y%m%d-%H%M%S")
     run_demo(out_dir, settings)
     return 0

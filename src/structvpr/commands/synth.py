@@ -11,7 +11,11 @@ _PREVIEW_DEFAULT = "<out>/preview.png"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `synth` subcommand."""
-    from structvpr.data.synth import CONDITIONS, DATABASE_CONDITION, DEFAULT_QUERY_CONDITIONS
+    from structvpr.data.synth import (
+        CONDITIONS,
+        DATABASE_CONDITION,
+        DEFAULT_QUERY_CONDITIONS,
+    )
 
     parser = subparsers.add_parser(
         "synth", help="render the synthetic town (UTM layout + exact label maps + metadata.csv)",

@@ -17,7 +17,13 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from structvpr.data.images import IMAGENET_MEAN, IMAGENET_STD, find_bad_images, image_transform, load_rgb
+from structvpr.data.images import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    find_bad_images,
+    image_transform,
+    load_rgb,
+)
 from structvpr.data.label_paths import label_path_for
 from structvpr.data.layouts._common import printable_path, read_csv_rows
 from structvpr.data.place_dataset import DatasetError, PlaceDataset

@@ -17,7 +17,11 @@ from torch import nn
 from structvpr.data.place_dataset import DatasetError, PlaceDataset
 from structvpr.evaluate.descriptors import compute_descriptors
 from structvpr.evaluate.predictions import save_prediction_images
-from structvpr.evaluate.recall import RecallResult, recall_from_predictions, search_top_k
+from structvpr.evaluate.recall import (
+    RecallResult,
+    recall_from_predictions,
+    search_top_k,
+)
 from structvpr.io_utils import atomic_write_text
 
 

@@ -13,8 +13,13 @@ import torch
 from torch import nn
 
 from structvpr.data.images import IMAGENET_MEAN, IMAGENET_STD
-from structvpr.model.efficientnet_lite import (LITE_MEAN, LITE_STD, Conv2dSame, EfficientNetLite0,
-                                              efficientnet_lite0_imagenet)
+from structvpr.model.efficientnet_lite import (
+    LITE_MEAN,
+    LITE_STD,
+    Conv2dSame,
+    EfficientNetLite0,
+    efficientnet_lite0_imagenet,
+)
 
 BACKBONE_NAMES = ("efficientnet_lite0", "resnet18", "resnet50")
 # The normalisation each backbone's pretrained weights expect: (mean, std) on [0, 1] pixels.

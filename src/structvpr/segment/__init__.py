@@ -2,11 +2,26 @@
 
 Heavy parts (the networks, transformers) are imported lazily by `build_segmenter`.
 """
-from structvpr.segment.cache import (CacheSummary, LabelMapError, build_label_cache, default_compute_threads,
-                                     read_label_map, write_label_map)
-from structvpr.segment.classes import (BUILTIN_TABLES, CITYSCAPES_CLASSES, CITYSCAPES_COLORS, DEFAULT_TABLE,
-                                       IGNORE_ID, LabelMapValueError, MergeTable, MergeTableError,
-                                       load_merge_table, make_merge_table)
+from structvpr.segment.cache import (
+                                     CacheSummary,
+                                     LabelMapError,
+                                     build_label_cache,
+                                     default_compute_threads,
+                                     read_label_map,
+                                     write_label_map,
+)
+from structvpr.segment.classes import (
+                                     BUILTIN_TABLES,
+                                     CITYSCAPES_CLASSES,
+                                     CITYSCAPES_COLORS,
+                                     DEFAULT_TABLE,
+                                     IGNORE_ID,
+                                     LabelMapValueError,
+                                     MergeTable,
+                                     MergeTableError,
+                                     load_merge_table,
+                                     make_merge_table,
+)
 from structvpr.segment.segmenters import Segmenter, build_segmenter
 from structvpr.segment.slme import level_masks, slme_one_hot
 

@@ -26,7 +26,11 @@ from tqdm import tqdm
 from structvpr.data.images import BadImageError, load_rgb
 from structvpr.data.label_paths import label_path_for
 from structvpr.io_utils import atomic_write_bytes
-from structvpr.segment.classes import CITYSCAPES_CLASSES, IGNORE_ID, NUM_CITYSCAPES_CLASSES
+from structvpr.segment.classes import (
+    CITYSCAPES_CLASSES,
+    IGNORE_ID,
+    NUM_CITYSCAPES_CLASSES,
+)
 
 if TYPE_CHECKING:
     from structvpr.segment.segmenters import Segmenter

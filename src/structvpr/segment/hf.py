@@ -50,8 +50,12 @@ class HFSegmenter(Segmenter):
 
     def __init__(self, model: str | Path, device: str | torch.device = "cpu",
                  input_size: Sequence[int] = DEFAULT_INPUT_SIZE, local_files_only: bool = False) -> None:
-        from transformers import (AutoConfig, AutoImageProcessor, AutoModelForSemanticSegmentation,
-                                  AutoModelForUniversalSegmentation)
+        from transformers import (
+            AutoConfig,
+            AutoImageProcessor,
+            AutoModelForSemanticSegmentation,
+            AutoModelForUniversalSegmentation,
+        )
 
         self.device = torch.device(device)
         self.input_size = (int(input_size[0]), int(input_size[1]))

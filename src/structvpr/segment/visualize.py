@@ -6,7 +6,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from structvpr.segment.classes import CITYSCAPES_COLORS, IGNORE_COLOR, IGNORE_ID, MergeTable
+from structvpr.segment.classes import (
+    CITYSCAPES_COLORS,
+    IGNORE_COLOR,
+    IGNORE_ID,
+    MergeTable,
+)
 
 _CITYSCAPES_PALETTE = np.zeros((256, 3), dtype=np.uint8)
 _CITYSCAPES_PALETTE[: len(CITYSCAPES_COLORS)] = CITYSCAPES_COLORS

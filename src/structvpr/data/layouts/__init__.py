@@ -16,7 +16,11 @@ from structvpr.data.images import find_bad_images
 from structvpr.data.layouts._common import ReadOptions, SkipLog, printable_path
 from structvpr.data.layouts.cli_args import add_dataset_arguments, dataset_from_args
 from structvpr.data.layouts.folder import read_folder
-from structvpr.data.layouts.gt_lists import convert_ground_truth_npy, has_gt_list_layout, read_gt_list
+from structvpr.data.layouts.gt_lists import (
+    convert_ground_truth_npy,
+    has_gt_list_layout,
+    read_gt_list,
+)
 from structvpr.data.layouts.msls import has_msls_layout, read_msls
 from structvpr.data.layouts.pitts import mat_files, read_pitts
 from structvpr.data.layouts.sequences import has_sequence_layout, read_sequence

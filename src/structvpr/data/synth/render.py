@@ -14,7 +14,14 @@ from structvpr.data.synth.camera import Camera
 from structvpr.data.synth.conditions import AppearanceShift, Condition
 from structvpr.data.synth.materials import WARM_LIGHT, object_colours
 from structvpr.data.synth.primitives import Primitives
-from structvpr.data.synth.raycast import FACE_CURVED, FACE_HORIZONTAL, FACE_X, FACE_Y, cast, cull
+from structvpr.data.synth.raycast import (
+    FACE_CURVED,
+    FACE_HORIZONTAL,
+    FACE_X,
+    FACE_Y,
+    cast,
+    cull,
+)
 from structvpr.data.synth.textures import ground_albedo, ground_class
 from structvpr.data.synth.world import Town
 

@@ -5,7 +5,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from structvpr.data.synth.camera import DEFAULT_JITTER, Camera, PoseJitter, camera_for_visit
+from structvpr.data.synth.camera import (
+    DEFAULT_JITTER,
+    Camera,
+    PoseJitter,
+    camera_for_visit,
+)
 from structvpr.data.synth.conditions import CONDITIONS, get_condition
 from structvpr.data.synth.dynamic import dynamic_objects
 from structvpr.data.synth.render import Frame, render_frame

@@ -126,30 +126,42 @@ def _stage_synth(run: DemoRun) -> dict:
     return {"images": result.num_images if hasattr(result, "num_images") else None}
 
 
-def _stage_labels(run: DemoRun) -> dict:
-    """Exact labels come with the town; `espnetv2` replaces them with the real network's output."""
-    if run.settings.segmenter == "exact":
-        return {"segmenter": "exact synthetic labels"}
+def network_input_size(image_size: tuple[int, int], scale: int = 2, multiple: int = 16) -> tuple[int, int]:
+    """(H, W) for the segmentation network: `scale` x the image, rounded up to a multiple of 16 (ESPNetv2)."""
+    return tuple(-(-side * scale // multiple) * multiple for side in image_size)
+
+
+def replace_labels_with_segmenter(town_dir: Path, segmenter_name: str, image_size: tuple[int, int],
+                                  device: str = "cpu") -> str:
+    """Move the town's exact label maps to `<folder>_labels_exact/` and write the network's maps in
+    their place (`<folder>_labels/`), so training sees what a real segmenter gives. Returns a summary."""
+    from structvpr.data.label_paths import label_path_for
     from structvpr.data.layouts import open_dataset
     from structvpr.segment.cache import build_label_cache
     from structvpr.segment.segmenters import build_segmenter
 
     paths = []
     for split in ("train", "val", "test"):
-        dataset = open_dataset(run.town_dir, layout="utm", split=split)
+        dataset = open_dataset(town_dir, layout="utm", split=split)
         paths += list(dataset.database_paths) + list(dataset.query_paths)
-    # The town's exact labels sit where the cache writes; move them aside so the network's replace them.
     for path in paths:
-        from structvpr.data.label_paths import label_path_for
-
         label = label_path_for(path)
         if label.is_file():
-            exact = label.with_name(label.stem + ".exact.png")
+            exact = label.parent.with_name(label.parent.name + "_exact") / label.name
+            exact.parent.mkdir(parents=True, exist_ok=True)
             label.replace(exact)
-    segmenter = build_segmenter(run.settings.segmenter, device=run.settings.device)
-    summary = build_label_cache(paths, segmenter, num_workers=0)
-    print(summary.format(), flush=True)
-    return {"segmenter": run.settings.segmenter}
+    segmenter = build_segmenter(segmenter_name, device=device, input_size=network_input_size(image_size))
+    return build_label_cache(paths, segmenter, num_workers=0, progress=True).format()
+
+
+def _stage_labels(run: DemoRun) -> dict:
+    """Exact labels come with the town; `espnetv2` replaces them with the real network's output."""
+    if run.settings.segmenter == "exact":
+        return {"segmenter": "exact synthetic labels"}
+    summary = replace_labels_with_segmenter(run.town_dir, run.settings.segmenter, run.settings.image_size,
+                                            run.settings.device)
+    print(summary, flush=True)
+    return {"segmenter": run.settings.segmenter, "summary": summary}
 
 
 def run_demo(out_dir: str | Path, settings: DemoSettings) -> Path:

@@ -33,7 +33,7 @@ class DemoSettings:
     stage1_epochs: int = 3
     stage2_epochs: int = 2
     stage2_lr: float = 1e-3
-    places_per_batch: int = 16
+    places_per_batch: int = 8
     images_per_place: int = 4
     segmenter: str = "exact"  # "exact" synthetic labels, or "espnetv2" to run the real network
     ablations: tuple[str, ...] = ("no_weights",)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -100,10 +101,12 @@ def stage_export(run: DemoRun) -> dict:
     from structvpr.model.model_file import load_model_file
     from structvpr.train.datamodule import open_source
 
-    model, _ = load_model_file(run.runs_dir / STUDENT_RUN / "model.pt")
+    student_file = run.runs_dir / STUDENT_RUN / "model.pt"
+    shutil.copyfile(student_file, run.out_dir / "student.pt")  # the reusable RGB model, beside its ONNX export
+    model, _ = load_model_file(student_file)
     dataset = open_source(held_out_source(run), "evaluation")
     report = export_model(model, run.out_dir / "student.onnx", "onnx", check_images=dataset.query_paths[:7])
-    return {"onnx": "student.onnx", "summary": report.summary()}
+    return {"onnx": "student.onnx", "model": "student.pt", "summary": report.summary()}
 
 
 def _label_examples(run: DemoRun, dataset, query_indices: list[int]) -> list[str]:
@@ -126,10 +129,26 @@ def _label_examples(run: DemoRun, dataset, query_indices: list[int]) -> list[str
     return written
 
 
+def rerun_command(settings) -> str:
+    """The `structvpr demo` command line that repeats a demo with the same settings in a new folder."""
+    from structvpr.demo import DemoSettings
+
+    quick = DemoSettings.quick()
+    base, words = (quick, ["structvpr demo --quick"]) if settings.image_size == quick.image_size \
+        else (DemoSettings(), ["structvpr demo"])
+    flags = {"places": "--places", "seed": "--seed", "stage1_epochs": "--stage1-epochs",
+             "stage2_epochs": "--stage2-epochs", "segmenter": "--segmenter", "device": "--device"}
+    for field, flag in flags.items():
+        if getattr(settings, field) != getattr(base, field):
+            words.append(f"{flag} {getattr(settings, field)}")
+    others = [f for f in settings.to_dict() if f not in flags and getattr(settings, f) != getattr(base, f)]
+    if others:
+        words.append(f"(and {', '.join(others)} as in demo.yaml)")
+    return " ".join(words)
+
+
 def stage_report(run: DemoRun) -> dict:
     """report.html + report.md: results table, Recall@N curves, partition histogram, examples, timings."""
-    import shutil
-
     from structvpr.report.builder import (
         ReportFigure,
         ReportRow,
@@ -180,8 +199,10 @@ def stage_report(run: DemoRun) -> dict:
         ReportSection("Index and export", "\n".join(stages["index"]["result"]["queries"]) + "\n"
                       + stages["export"]["result"]["summary"]),
         ReportSection("Timings", "\n".join(timing_lines)),
-        ReportSection("Rerun", f"structvpr demo --resume {run.out_dir}  (settings in demo.yaml, "
-                               f"training config in config.yaml)"),
+        ReportSection("Rerun", f"from scratch: {rerun_command(run.settings)}\n"
+                               f"resume or rebuild this report: structvpr demo --resume {run.out_dir}\n"
+                               "settings: demo.yaml; training config: config.yaml; student: student.pt "
+                               "(structvpr.load), student.onnx; index: index/ (structvpr query)"),
     ]
     intro = (f"StructVPR++ demo on the synthetic town ({run.settings.places} places, seed {run.settings.seed}): "
              f"database = day, queries = dusk/night/winter/fog (+ some day). {verdict}")

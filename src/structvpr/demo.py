@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from structvpr.config import Config, DatasetSource, config_from_dict, config_to_dict
@@ -210,14 +209,3 @@ def load_settings(out_dir: str | Path) -> DemoSettings:
 def held_out_source(run: DemoRun) -> DatasetSource:
     """The held-out split every model is compared on."""
     return DatasetSource(path=str(run.town_dir), layout="utm", split="test")
-
-
-def top_k(query_descriptors: np.ndarray, database_descriptors: np.ndarray, k: int) -> np.ndarray:
-    """Exact inner-product top-k database indices int64 [Nq, k] (FAISS flat)."""
-    import faiss
-
-    index = faiss.IndexFlatIP(database_descriptors.shape[1])
-    index.add(np.ascontiguousarray(database_descriptors, dtype=np.float32))
-    _, indices = index.search(np.ascontiguousarray(query_descriptors, dtype=np.float32),
-                              min(k, len(database_descriptors)))
-    return indices

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from structvpr.demo import DemoRun, held_out_source, top_k
+from structvpr.demo import DemoRun, held_out_source
+from structvpr.evaluate.recall import search_top_k
 from structvpr.io_utils import atomic_write_text
 
 BASELINE_RUN = "stage2-vpr-only"  # RGB model trained for the student's total epochs with the VPR loss only
@@ -55,7 +56,8 @@ def stage_evaluate(run: DemoRun) -> dict:
     predictions, top1_correct = {}, {}
     for run_name, label in ((BASELINE_RUN, "baseline"), (STUDENT_RUN, "student")):
         descriptors = _describe(run, run_name, dataset)
-        predictions[label] = top_k(descriptors[dataset.num_database:], descriptors[:dataset.num_database], 5)
+        _, predictions[label] = search_top_k(descriptors[dataset.num_database:],
+                                             descriptors[:dataset.num_database], 5)
         np.save(run.out_dir / f"top5_{label}.npy", predictions[label])
         top1_correct[label] = np.array([bool(np.isin(top[0], p)) for top, p in zip(predictions[label], positives)])
     chosen = _choose_examples(top1_correct, with_positive, run.settings.num_examples, run.settings.seed)

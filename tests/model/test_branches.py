@@ -17,13 +17,7 @@ from structvpr.model.vpr_net import ModelConfig, build_model
 LABEL_CONFIG = LabelFeatureConfig(num_classes=6, exclude_classes=(5,), levels=(2, 3), label_dim=16)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run ~10x faster on one thread than on two busy shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _one_hot(batch: int = 2) -> torch.Tensor:

@@ -14,13 +14,7 @@ from structvpr.model.label_features import (
 LEVEL_CHANNELS = [8, 12, 16, 20]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run ~10x faster on one thread than on two busy shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SIZES = [(16, 16), (8, 8), (4, 4), (2, 2)]
 
 

@@ -47,13 +47,7 @@ def _write_split(root: Path, split: str, places: int, db_per_place: int, rng: np
                     Image.fromarray(array).save(target)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions run ~10x faster on one thread than on two busy shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread_for_module")
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ The model is exported with `structvpr.export.export_model` (checked against PyTo
 run the same in-memory batches, interleaved batch by batch so that load from other processes
 affects them alike, with the same number of threads. Prints images/s for each and the ratio.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,9 +25,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, nargs=2, default=[240, 320], metavar=("H", "W"))
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-batches", type=int, default=6)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="threads for both runtimes (1: on a shared machine, OpenMP spin-waiting "
-                             "under contention slows PyTorch far more than ONNX Runtime's own pool)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads for both runtimes (1: on a shared machine, OpenMP spin-waiting "
+        "under contention slows PyTorch far more than ONNX Runtime's own pool)",
+    )
     return parser.parse_args(argv)
 
 
@@ -37,8 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     # EfficientNet-Lite0's ImageNet weights ship with a pip package (nothing is downloaded). Randomly
     # initialised weights would not do: its activations decay to denormal floats, which PyTorch
     # computes ~10x slower while ONNX Runtime flushes them to zero, a meaningless comparison.
-    config = ModelConfig(backbone=args.backbone, aggregator=args.aggregator,
-                         pretrained=args.backbone == "efficientnet_lite0", image_size=tuple(args.image_size))
+    config = ModelConfig(
+        backbone=args.backbone,
+        aggregator=args.aggregator,
+        pretrained=args.backbone == "efficientnet_lite0",
+        image_size=tuple(args.image_size),
+    )
     model = build_model(config).eval()
     torch.set_num_threads(args.threads)
     threads = args.threads
@@ -61,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
                     seconds[name] += time.perf_counter() - start
     images = args.batch_size * args.num_batches
     rates = {name: images / value for name, value in seconds.items()}
-    print(f"bench_export: {args.backbone} + {args.aggregator}, {args.image_size[0]}x{args.image_size[1]} (HxW), "
-          f"batch {args.batch_size}, {images} images, CPU, {threads} threads")
+    print(
+        f"bench_export: {args.backbone} + {args.aggregator}, {args.image_size[0]}x{args.image_size[1]} (HxW), "
+        f"batch {args.batch_size}, {images} images, CPU, {threads} threads"
+    )
     print(f"  PyTorch eager:    {rates['pytorch']:8.1f} images/s")
     print(f"  ONNX Runtime CPU: {rates['onnxruntime']:8.1f} images/s")
     print(f"  ratio ONNX Runtime / PyTorch eager throughput: {rates['onnxruntime'] / rates['pytorch']:.2f}")

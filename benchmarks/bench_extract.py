@@ -4,6 +4,7 @@ Both run on the same in-memory batches in one process, interleaved batch by batc
 other processes affects them alike; the rate uses the median batch time (robust to a busy machine).
 Prints images/s for each and their ratio.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    config = ModelConfig(backbone=args.backbone, aggregator=args.aggregator, image_size=tuple(args.image_size),
-                         pretrained=args.backbone == "efficientnet_lite0")
+    config = ModelConfig(
+        backbone=args.backbone,
+        aggregator=args.aggregator,
+        image_size=tuple(args.image_size),
+        pretrained=args.backbone == "efficientnet_lite0",
+    )
     model = build_model(config).to(args.device).eval()
     torch.manual_seed(0)
     batch = torch.randn(args.batch_size, 3, *config.image_size, device=args.device)
@@ -47,8 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     images = args.batch_size * args.num_batches
     backbone_rate = args.batch_size / statistics.median(seconds["backbone"])
     full_rate = args.batch_size / statistics.median(seconds["full"])
-    print(f"bench_extract: {args.backbone} + {args.aggregator}, {args.image_size[0]}x{args.image_size[1]} (HxW), "
-          f"batch {args.batch_size}, {images} images, {args.device}, {torch.get_num_threads()} threads")
+    print(
+        f"bench_extract: {args.backbone} + {args.aggregator}, {args.image_size[0]}x{args.image_size[1]} (HxW), "
+        f"batch {args.batch_size}, {images} images, {args.device}, {torch.get_num_threads()} threads"
+    )
     print(f"  backbone only: {backbone_rate:8.1f} images/s")
     print(f"  full model:    {full_rate:8.1f} images/s")
     print(f"  ratio full / backbone-only throughput: {full_rate / backbone_rate:.3f}")

@@ -14,6 +14,7 @@ comes from timing flat on the same batch right before it (see `interleaved_timin
 Printed: parameters, bytes/vector of the FAISS structure, build seconds, queries/s and its ratio to
 flat, top-1 agreement with exact search and how often the exact top-1 is in the returned top-10.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,13 +36,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=1_000_000, help="database descriptors")
     parser.add_argument("--dim", type=int, default=256, help="descriptor dimension (synthetic data)")
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--real", type=Path, default=None, metavar="DIR",
-                        help="tile the descriptors in DIR/*.npy (float32 [n, D]) with jitter instead")
+    parser.add_argument(
+        "--real",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="tile the descriptors in DIR/*.npy (float32 [n, D]) with jitter instead",
+    )
     parser.add_argument("--threshold", type=float, default=25.0, help="--real: positive distance, metres")
     parser.add_argument("--nlist", type=int, default=None, help="IVF lists (default ~2 sqrt(N), power of 2)")
     parser.add_argument("--pq-m", type=int, default=32, help="IVF-PQ bytes per code")
-    parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS),
-                        help="index kinds to compare with flat (OPQ training and the HNSW build are slowest)")
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        choices=SETTINGS,
+        default=list(SETTINGS),
+        help="index kinds to compare with flat (OPQ training and the HNSW build are slowest)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="FAISS/OpenMP threads for every setting")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
@@ -49,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _normalise_rows(array: np.ndarray, chunk: int = 65536) -> np.ndarray:
     for start in range(0, len(array), chunk):
-        block = array[start:start + chunk]
+        block = array[start : start + chunk]
         block /= np.linalg.norm(block, axis=1, keepdims=True)
     return array
 
@@ -59,8 +70,10 @@ def synthetic_descriptors(size: int, dim: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     regions = rng.standard_normal((max(size // 1000, 1), dim)).astype(np.float32)
     place_count = max(size // 10, 1)  # ~10 views per place, like a mapping drive
-    places = regions[rng.integers(0, len(regions), place_count)] * 0.6 + rng.standard_normal(
-        (place_count, dim)).astype(np.float32) * 0.5
+    places = (
+        regions[rng.integers(0, len(regions), place_count)] * 0.6
+        + rng.standard_normal((place_count, dim)).astype(np.float32) * 0.5
+    )
     database = np.empty((size, dim), np.float32)
     for start in range(0, size, 65536):
         stop = min(start + 65536, size)
@@ -71,9 +84,10 @@ def synthetic_descriptors(size: int, dim: int, seed: int) -> np.ndarray:
     duplicate_rows = rng.choice(size, size // 5, replace=False)
     originals = rng.integers(0, size, len(duplicate_rows))
     for start in range(0, len(duplicate_rows), 65536):
-        rows, sources = duplicate_rows[start:start + 65536], originals[start:start + 65536]
-        database[rows] = database[sources] + 0.02 / np.sqrt(dim) * rng.standard_normal(
-            (len(rows), dim)).astype(np.float32)
+        rows, sources = duplicate_rows[start : start + 65536], originals[start : start + 65536]
+        database[rows] = database[sources] + 0.02 / np.sqrt(dim) * rng.standard_normal((len(rows), dim)).astype(
+            np.float32
+        )
     return _normalise_rows(database)
 
 
@@ -92,7 +106,8 @@ def tiled_real_descriptors(folder: Path, size: int, seed: int) -> np.ndarray:
         jitter = 0.0 if stop <= len(base) else 0.05 / np.sqrt(base.shape[1])
         rows = np.arange(start, stop) % len(base)
         database[start:stop] = base[rows] + jitter * rng.standard_normal((stop - start, base.shape[1])).astype(
-            np.float32)
+            np.float32
+        )
     return _normalise_rows(database)
 
 
@@ -101,12 +116,14 @@ def make_queries(database: np.ndarray, count: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed + 1)
     source = rng.choice(len(database), count, replace=False)
     queries = database[source] + 0.3 / np.sqrt(database.shape[1]) * rng.standard_normal(
-        (count, database.shape[1])).astype(np.float32)
+        (count, database.shape[1])
+    ).astype(np.float32)
     return _normalise_rows(queries)
 
 
-def interleaved_timing(index: PlaceIndex, flat: PlaceIndex, queries: np.ndarray,
-                       **options) -> tuple[object, float, float]:
+def interleaved_timing(
+    index: PlaceIndex, flat: PlaceIndex, queries: np.ndarray, **options
+) -> tuple[object, float, float]:
     """(index.search(queries, k=10, **options), its seconds per query, flat's seconds per query).
 
     Flat searches the same full batch right before the setting, so both are timed under the same
@@ -153,8 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         return float(np.mean(distances <= args.threshold))
 
     nlist = args.nlist or int(2 ** round(np.log2(2 * np.sqrt(size))))
-    print(f"bench_index: {size:,} x {dim} float32 ({source}), {len(queries)} queries, "
-          f"{args.threads} FAISS thread(s); data made in {time.perf_counter() - started:.0f} s", flush=True)
+    print(
+        f"bench_index: {size:,} x {dim} float32 ({source}), {len(queries)} queries, "
+        f"{args.threads} FAISS thread(s); data made in {time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
 
     rows: list[dict] = []
     flat = PlaceIndex.build(database, "flat")
@@ -162,20 +182,42 @@ def main(argv: list[str] | None = None) -> int:
     exact = flat.search(queries, k=10)
     seconds = (time.perf_counter() - start) / len(queries)
     exact_top1 = exact.ids[:, 0]
-    rows.append({"setting": "flat (exact)", "params": "-", "bytes": flat.memory_bytes() / size,
-                 "build": 0.0, "rate": 1.0 / seconds, "ratio": 1.0, "agree": 1.0, "in10": 1.0,
-                 "r1": recall_at_1(exact.ids)})
+    rows.append(
+        {
+            "setting": "flat (exact)",
+            "params": "-",
+            "bytes": flat.memory_bytes() / size,
+            "build": 0.0,
+            "rate": 1.0 / seconds,
+            "ratio": 1.0,
+            "agree": 1.0,
+            "in10": 1.0,
+            "r1": recall_at_1(exact.ids),
+        }
+    )
 
     def measure(name: str, params: str, index: PlaceIndex, build_seconds: float, **search_options) -> None:
         result, seconds, flat_seconds = interleaved_timing(index, flat, queries, **search_options)
         in_top10 = np.mean([exact_top1[i] in result.ids[i] for i in range(len(queries))])
-        rows.append({"setting": name, "params": params, "bytes": index.memory_bytes() / size,
-                     "build": build_seconds, "rate": 1.0 / seconds, "ratio": flat_seconds / seconds,
-                     "agree": float(np.mean(result.ids[:, 0] == exact_top1)), "in10": float(in_top10),
-                     "r1": recall_at_1(result.ids)})
+        rows.append(
+            {
+                "setting": name,
+                "params": params,
+                "bytes": index.memory_bytes() / size,
+                "build": build_seconds,
+                "rate": 1.0 / seconds,
+                "ratio": flat_seconds / seconds,
+                "agree": float(np.mean(result.ids[:, 0] == exact_top1)),
+                "in10": float(in_top10),
+                "r1": recall_at_1(result.ids),
+            }
+        )
         row = rows[-1]
-        print(f"  {name} {params}: {row['rate']:.0f} queries/s, {row['ratio']:.1f}x flat, top-1 = exact "
-              f"{100 * row['agree']:.1f}%, R@1 {100 * row['r1']:.1f}%", flush=True)
+        print(
+            f"  {name} {params}: {row['rate']:.0f} queries/s, {row['ratio']:.1f}x flat, top-1 = exact "
+            f"{100 * row['agree']:.1f}%, R@1 {100 * row['r1']:.1f}%",
+            flush=True,
+        )
 
     def build(kind: str, **options) -> tuple[PlaceIndex, float]:
         start = time.perf_counter()
@@ -195,8 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         for nprobe in (16, 32):
             measure(name, f"nlist={nlist} m={args.pq_m}x8 nprobe={nprobe}", pq, seconds, nprobe=nprobe)
         for rerank in (32, 100):
-            measure(name, f"nlist={nlist} m={args.pq_m}x8 nprobe=16 rerank={rerank}", pq, seconds,
-                    nprobe=16, rerank=rerank)
+            measure(
+                name, f"nlist={nlist} m={args.pq_m}x8 nprobe=16 rerank={rerank}", pq, seconds, nprobe=16, rerank=rerank
+            )
         del pq
         gc.collect()
 
@@ -207,17 +250,24 @@ def main(argv: list[str] | None = None) -> int:
         del hnsw
         gc.collect()
 
-    print(f"\n{'setting':<13} {'parameters':<36} {'bytes/vec':>9} {'mem/flat':>8} {'build s':>8} "
-          f"{'queries/s':>10} {'x flat':>7} {'top-1 = exact':>13} {'exact in top-10':>15}"
-          + (f" {'R@1':>6}" if base_coords is not None else ""))
+    print(
+        f"\n{'setting':<13} {'parameters':<36} {'bytes/vec':>9} {'mem/flat':>8} {'build s':>8} "
+        f"{'queries/s':>10} {'x flat':>7} {'top-1 = exact':>13} {'exact in top-10':>15}"
+        + (f" {'R@1':>6}" if base_coords is not None else "")
+    )
     flat_bytes = rows[0]["bytes"]
     for row in rows:
-        print(f"{row['setting']:<13} {row['params']:<36} {row['bytes']:>9.1f} {row['bytes'] / flat_bytes:>8.3f} "
-              f"{row['build']:>8.0f} {row['rate']:>10.0f} {row['ratio']:>7.1f} "
-              f"{100 * row['agree']:>12.1f}% {100 * row['in10']:>14.1f}%"
-              + (f" {100 * row['r1']:>5.1f}%" if base_coords is not None else ""))
-    print("bytes/vec: the FAISS structure per descriptor (ids add 8 B for every kind; re-ranking reads the "
-          f"raw vectors, {4 * dim} B/vec, from a memory-mapped file on disk). Total {time.perf_counter() - started:.0f} s.")
+        print(
+            f"{row['setting']:<13} {row['params']:<36} {row['bytes']:>9.1f} {row['bytes'] / flat_bytes:>8.3f} "
+            f"{row['build']:>8.0f} {row['rate']:>10.0f} {row['ratio']:>7.1f} "
+            f"{100 * row['agree']:>12.1f}% {100 * row['in10']:>14.1f}%"
+            + (f" {100 * row['r1']:>5.1f}%" if base_coords is not None else "")
+        )
+    print(
+        "bytes/vec: the FAISS structure per descriptor (ids add 8 B for every kind; re-ranking reads the "
+        f"raw vectors, {4 * dim} B/vec, from a memory-mapped file on disk). "
+        f"Total {time.perf_counter() - started:.0f} s."
+    )
     return 0
 
 

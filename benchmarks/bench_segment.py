@@ -8,6 +8,7 @@ batches (bare forward, includes argmax), then times `build_label_cache` over the
 scratch (decode in workers + forward + PNG writes), and prints both rates and their ratio
 (target >= 0.8: decoding and writing overlap with compute).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads for both measurements (default: cores minus workers)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads for both measurements (default: cores minus workers)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="alternating measurements; medians reported")
     args = parser.parse_args()
     threads = args.threads or default_compute_threads(args.num_workers)
@@ -66,25 +68,44 @@ def main() -> None:
         for _ in range(args.repeats):  # alternate so load changes on a shared machine hit both
             start = time.perf_counter()
             for first in range(0, len(tensors), args.batch_size):
-                segmenter.segment(tensors[first:first + args.batch_size])
+                segmenter.segment(tensors[first : first + args.batch_size])
             bare_rates.append(len(tensors) / (time.perf_counter() - start))
 
             for label_file in (Path(tmp) / "images_labels").glob("*.png"):
                 label_file.unlink()  # start each cache run from scratch
             start = time.perf_counter()
-            summary = build_label_cache(paths, segmenter, batch_size=args.batch_size,
-                                        num_workers=args.num_workers, progress=False, compute_threads=threads)
+            summary = build_label_cache(
+                paths,
+                segmenter,
+                batch_size=args.batch_size,
+                num_workers=args.num_workers,
+                progress=False,
+                compute_threads=threads,
+            )
             cache_rates.append(len(paths) / (time.perf_counter() - start))
             assert summary.written == len(paths), summary.format()
     bare_rate, cache_rate = float(np.median(bare_rates)), float(np.median(cache_rates))
 
-    print(f"ESPNetv2 s={args.width} at {WIDTH}x{HEIGHT}, batch {args.batch_size}, "
-          f"{args.num_workers} workers, device {args.device}, {threads} torch threads, "
-          f"{args.num_images} images, median of {args.repeats}")
-    print(f"bare forward: {bare_rate:.2f} images/s; label-map cache: {cache_rate:.2f} images/s; "
-          f"ratio cache/bare = {cache_rate / bare_rate:.2f} (target >= 0.8)")
-    print(json.dumps({"bench": "segment_cache", "width": args.width, "bare_images_per_s": round(bare_rate, 3),
-                      "cache_images_per_s": round(cache_rate, 3), "ratio": round(cache_rate / bare_rate, 3)}))
+    print(
+        f"ESPNetv2 s={args.width} at {WIDTH}x{HEIGHT}, batch {args.batch_size}, "
+        f"{args.num_workers} workers, device {args.device}, {threads} torch threads, "
+        f"{args.num_images} images, median of {args.repeats}"
+    )
+    print(
+        f"bare forward: {bare_rate:.2f} images/s; label-map cache: {cache_rate:.2f} images/s; "
+        f"ratio cache/bare = {cache_rate / bare_rate:.2f} (target >= 0.8)"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "segment_cache",
+                "width": args.width,
+                "bare_images_per_s": round(bare_rate, 3),
+                "cache_images_per_s": round(cache_rate, 3),
+                "ratio": round(cache_rate / bare_rate, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ is the least disturbed estimate of a step's own cost; medians are printed too). 
 
     .venv/bin/python benchmarks/bench_stage2.py [--device cpu] [--batch 32] [--size 96 128]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,13 +36,15 @@ def _batch(places: int, per_place: int, size: tuple[int, int], device: str) -> d
     for i in range(count):
         horizon = int(torch.randint(height // 5, height // 2, (1,), generator=generator))
         labels[i, :horizon] = 10
-        labels[i, horizon:int(0.7 * height)] = 2 if i % 2 else 8
+        labels[i, horizon : int(0.7 * height)] = 2 if i % 2 else 8
         start = int(torch.randint(0, width // 2, (1,), generator=generator))
-        labels[i, int(0.75 * height):int(0.9 * height), start:start + width // 4] = 13
-    return {"image": torch.randn(count, 3, height, width, generator=generator).to(device),
-            "label_map": labels.to(device),
-            "place": torch.arange(places).repeat_interleave(per_place).to(device),
-            "index": torch.arange(count).to(device)}
+        labels[i, int(0.75 * height) : int(0.9 * height), start : start + width // 4] = 13
+    return {
+        "image": torch.randn(count, 3, height, width, generator=generator).to(device),
+        "label_map": labels.to(device),
+        "place": torch.arange(places).repeat_interleave(per_place).to(device),
+        "index": torch.arange(count).to(device),
+    }
 
 
 def _stage1_loss(module: VPRLightningModule, batch: dict) -> torch.Tensor:
@@ -85,8 +88,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device
-    config = load_config(None, [f"model.backbone={args.backbone}", f"model.image_size={list(args.size)}",
-                                "model.pretrained=false"])
+    config = load_config(
+        None, [f"model.backbone={args.backbone}", f"model.image_size={list(args.size)}", "model.pretrained=false"]
+    )
     batch = _batch(args.places, args.per_place, tuple(args.size), device)
     count = len(batch["index"])
     torch.manual_seed(0)
@@ -96,13 +100,21 @@ def main() -> None:
         probe = Stage2Module(config_to_dict(config), {"global_dim": global_dim, "unit_dim": 128, "num_units": 1})
         num_units = len(probe.label_config.levels) * len(probe.label_config.kept_classes)
         rng = np.random.default_rng(0)
-        save_teacher_cache(Path(folder), [f"{i}.jpg" for i in range(count)],
-                           rng.normal(size=(count, global_dim)).astype(np.float32),
-                           rng.normal(size=(count, num_units, 128)).astype(np.float16),
-                           rng.random((count, num_units)) > 0.2, rng.random(count).astype(np.float32), {})
+        save_teacher_cache(
+            Path(folder),
+            [f"{i}.jpg" for i in range(count)],
+            rng.normal(size=(count, global_dim)).astype(np.float32),
+            rng.normal(size=(count, num_units, 128)).astype(np.float16),
+            rng.random((count, num_units)) > 0.2,
+            rng.random(count).astype(np.float32),
+            {},
+        )
         cache = load_teacher_cache(folder)
-        stage2 = Stage2Module(config_to_dict(config),
-                              {"global_dim": global_dim, "unit_dim": 128, "num_units": num_units}).to(device).train()
+        stage2 = (
+            Stage2Module(config_to_dict(config), {"global_dim": global_dim, "unit_dim": 128, "num_units": num_units})
+            .to(device)
+            .train()
+        )
         stage2.network.load_state_dict(stage1.network.state_dict())
         stage2.attach_teacher(cache)
         for module in (stage1, stage2):
@@ -126,14 +138,20 @@ def main() -> None:
             student_times.append(ts)
             plain_times.append(tp)
     throughput_ratio = min(plain_times) / min(student_times)
-    print(f"device {device}, batch {args.places}x{args.per_place} at {args.size[0]}x{args.size[1]}, "
-          f"backbone {args.backbone}, {args.repeats} repeats (min / median)")
+    print(
+        f"device {device}, batch {args.places}x{args.per_place} at {args.size[0]}x{args.size[1]}, "
+        f"backbone {args.backbone}, {args.repeats} repeats (min / median)"
+    )
     print(f"Stage I RGB step   {1000 * min(stage1_times):8.1f} / {1000 * statistics.median(stage1_times):8.1f} ms")
-    print(f"Stage II step      {1000 * min(stage2_times):8.1f} / {1000 * statistics.median(stage2_times):8.1f} ms "
-          "(teacher from cache)")
+    print(
+        f"Stage II step      {1000 * min(stage2_times):8.1f} / {1000 * statistics.median(stage2_times):8.1f} ms "
+        "(teacher from cache)"
+    )
     print(f"stage2_step_ratio = {step_ratio:.3f}  (target <= 1.2)")
-    print(f"student inference  {count / min(student_times):8.1f} img/s; "
-          f"backbone+aggregator {count / min(plain_times):8.1f} img/s (best of {args.repeats})")
+    print(
+        f"student inference  {count / min(student_times):8.1f} img/s; "
+        f"backbone+aggregator {count / min(plain_times):8.1f} img/s (best of {args.repeats})"
+    )
     print(f"inference_throughput_ratio = {throughput_ratio:.3f}  (target >= 0.97)")
 
 

@@ -9,6 +9,7 @@ time is the stable figure). Recall: R@1 of a descriptor computed from the label 
 (area-pooled one-hot, cosine) and of an ImageNet EfficientNet-Lite0 + GeM descriptor without
 VPR training, for same-condition and cross-condition queries of the test split.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,16 +39,18 @@ def bench_speed(frames: int, size: tuple[int, int], seed: int = 0) -> dict[str, 
         Image.fromarray(frame.labels).save(io.BytesIO(), "PNG")
         encode_cpu += time.process_time() - start
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return {"frames_per_s_wall": frames / wall, "cpu_ms_per_frame": 1000 * cpu / frames,
-            "encode_cpu_ms_per_frame": 1000 * encode_cpu / frames,
-            "frames_per_s_one_core": frames / cpu}
+    return {
+        "frames_per_s_wall": frames / wall,
+        "cpu_ms_per_frame": 1000 * cpu / frames,
+        "encode_cpu_ms_per_frame": 1000 * encode_cpu / frames,
+        "frames_per_s_one_core": frames / cpu,
+    }
 
 
 def bench_dataset(places: int, size: tuple[int, int], workers: int) -> float:
     """Wall-clock images/s of `generate_town` (render, encode, atomic writes) into a temp folder."""
     with tempfile.TemporaryDirectory() as folder:
-        result = generate_town(Path(folder) / "town", places, image_size=size, progress=False,
-                               workers=workers)
+        result = generate_town(Path(folder) / "town", places, image_size=size, progress=False, workers=workers)
     return result.num_images / result.seconds
 
 
@@ -77,13 +80,14 @@ def _imagenet_descriptors(paths: list[Path], device: str = "cpu") -> np.ndarray 
     out = []
     with torch.inference_mode():
         for start in range(0, len(paths), 64):
-            batch = torch.stack([transform(load_rgb(p)) for p in paths[start:start + 64]])
+            batch = torch.stack([transform(load_rgb(p)) for p in paths[start : start + 64]])
             out.append(model(batch.to(device)).cpu().numpy())
     return np.concatenate(out)
 
 
-def _recall_at_1(query: np.ndarray, database: np.ndarray, q_xy: np.ndarray, db_xy: np.ndarray,
-                 threshold_m: float = 25.0) -> float:
+def _recall_at_1(
+    query: np.ndarray, database: np.ndarray, q_xy: np.ndarray, db_xy: np.ndarray, threshold_m: float = 25.0
+) -> float:
     best = np.argmax(query @ database.T, axis=1)
     return float(np.mean(np.linalg.norm(q_xy - db_xy[best], axis=1) <= threshold_m))
 
@@ -97,19 +101,26 @@ def bench_recall(root: Path, split: str = "test") -> dict[str, float]:
     db_xy = np.array([[float(r["east"]), float(r["north"])] for r in database])
     q_xy = np.array([[float(r["east"]), float(r["north"])] for r in queries])
     positives = (np.linalg.norm(q_xy[:, None] - db_xy[None], axis=2) <= 25.0).sum(axis=1)
-    groups = {"same-condition": np.array([r["same_condition"] == "1" for r in queries]),
-              "cross-condition": np.array([r["same_condition"] == "0" for r in queries])}
+    groups = {
+        "same-condition": np.array([r["same_condition"] == "1" for r in queries]),
+        "cross-condition": np.array([r["same_condition"] == "0" for r in queries]),
+    }
     for name in sorted({r["condition"] for r in queries}):
         groups[name] = np.array([r["condition"] == name for r in queries])
-    print(f"{root.name} {split}: {len(queries)} queries, {len(database)} database, threshold 25 m, "
-          f"chance R@1 ~ {np.mean(positives) / len(database):.3f}")
-    descriptors = {"labels one-hot 6x8": (
-        np.stack([_label_descriptor(root / r["label_path"]) for r in queries]),
-        np.stack([_label_descriptor(root / r["label_path"]) for r in database]))}
+    print(
+        f"{root.name} {split}: {len(queries)} queries, {len(database)} database, threshold 25 m, "
+        f"chance R@1 ~ {np.mean(positives) / len(database):.3f}"
+    )
+    descriptors = {
+        "labels one-hot 6x8": (
+            np.stack([_label_descriptor(root / r["label_path"]) for r in queries]),
+            np.stack([_label_descriptor(root / r["label_path"]) for r in database]),
+        )
+    }
     paths = [root / r["path"] for r in queries + database]
     imagenet = _imagenet_descriptors(paths)
     if imagenet is not None:
-        descriptors["ImageNet EfficientNet-Lite0 GeM"] = (imagenet[: len(queries)], imagenet[len(queries):])
+        descriptors["ImageNet EfficientNet-Lite0 GeM"] = (imagenet[: len(queries)], imagenet[len(queries) :])
     results = {}
     for name, (q, d) in descriptors.items():
         line = []
@@ -128,21 +139,26 @@ def main() -> None:
     parser.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"))
     parser.add_argument("--recall", type=Path, help="dataset folder made by `structvpr synth`")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--workers", type=int, nargs="*", default=[],
-                        help="also time whole-dataset generation with these worker counts")
+    parser.add_argument(
+        "--workers", type=int, nargs="*", default=[], help="also time whole-dataset generation with these worker counts"
+    )
     args = parser.parse_args()
     if args.recall is not None:
         bench_recall(args.recall, args.split)
         return
     result = bench_speed(args.frames, tuple(args.size))
-    print(f"synth render {args.size[0]}x{args.size[1]}: {result['frames_per_s_wall']:.1f} frames/s "
-          f"wall; {result['cpu_ms_per_frame']:.1f} ms CPU per frame incl. JPEG+PNG encoding "
-          f"({result['encode_cpu_ms_per_frame']:.1f} ms of it) = "
-          f"{result['frames_per_s_one_core']:.1f} frames/s on one uncontended core")
+    print(
+        f"synth render {args.size[0]}x{args.size[1]}: {result['frames_per_s_wall']:.1f} frames/s "
+        f"wall; {result['cpu_ms_per_frame']:.1f} ms CPU per frame incl. JPEG+PNG encoding "
+        f"({result['encode_cpu_ms_per_frame']:.1f} ms of it) = "
+        f"{result['frames_per_s_one_core']:.1f} frames/s on one uncontended core"
+    )
     for workers in args.workers:
         rate = bench_dataset(20, tuple(args.size), workers)
-        print(f"generate_town 20 places {args.size[0]}x{args.size[1]}, {workers} worker(s): "
-              f"{rate:.1f} images/s wall (render + encode + atomic writes)")
+        print(
+            f"generate_town 20 places {args.size[0]}x{args.size[1]}, {workers} worker(s): "
+            f"{rate:.1f} images/s wall (render + encode + atomic writes)"
+        )
 
 
 if __name__ == "__main__":

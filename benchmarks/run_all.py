@@ -1,4 +1,5 @@
 """Run every benchmarks/bench_*.py in turn with this interpreter and print their output (`make bench`)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -15,8 +16,10 @@ def main() -> int:
         if completed.returncode != 0:
             failures.append(script.name)
             print(f"!! {script.name} exited with {completed.returncode}", flush=True)
-    print(f"== {len(scripts) - len(failures)}/{len(scripts)} benchmarks finished"
-          + (f"; failed: {', '.join(failures)}" if failures else ""))
+    print(
+        f"== {len(scripts) - len(failures)}/{len(scripts)} benchmarks finished"
+        + (f"; failed: {', '.join(failures)}" if failures else "")
+    )
     return 1 if failures else 0
 
 

@@ -1,4 +1,5 @@
 """Shared test fixtures: where the real data in ../shared lives."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,5 +1,6 @@
 """structvpr.load / describe: model files round-trip, every input type, unsafe files refused,
 and the README's "Use a trained model" example runs."""
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def model_file(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
     """A randomly initialised small ResNet-18 model saved as a structvpr model file."""
     torch.manual_seed(0)
-    network = build_model(ModelConfig(backbone="resnet18", pretrained=False, image_size=(48, 64),
-                                      descriptor_dim=32)).eval()
+    network = build_model(
+        ModelConfig(backbone="resnet18", pretrained=False, image_size=(48, 64), descriptor_dim=32)
+    ).eval()
     path = tmp_path_factory.mktemp("model") / "model.pt"
     save_model_file(network, path, {"train_dataset": "synthtown train", "stage": 2, "run": Path("/runs/x")})
     return path, network
@@ -129,8 +131,9 @@ def _readme_example() -> str:
     return blocks[0]
 
 
-def test_readme_three_line_example_runs(model_file, corridor_paths, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readme_three_line_example_runs(
+    model_file, corridor_paths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     code = _readme_example()
     assert len([line for line in code.splitlines() if line.strip() and not line.startswith("import")]) == 3
     shutil.copy(model_file[0], tmp_path / "model.pt")
@@ -140,7 +143,7 @@ def test_readme_three_line_example_runs(model_file, corridor_paths, tmp_path: Pa
     shutil.copy(corridor_paths[7], tmp_path / "query.jpg")
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own docs
+    exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["ids"].shape == (1, 5) and namespace["scores"].shape == (1, 5)
     assert namespace["ids"][0, 0] == 7  # the query is map image 7 itself
     assert namespace["scores"][0, 0] == pytest.approx(1.0, abs=1e-4)

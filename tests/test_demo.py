@@ -1,4 +1,5 @@
 """`structvpr demo --quick`: killed after its first stage, resumed, and its report checked."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,9 @@ def _demo_command(out_dir: Path) -> list[str]:
 def test_quick_demo_resumes_after_kill_and_writes_a_complete_report(tmp_path: Path) -> None:
     out_dir = tmp_path / "demo"
     state_path = out_dir / "demo_state.json"
-    process = subprocess.Popen(_demo_command(out_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        _demo_command(out_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
         if state_path.is_file() and "synth" in json.loads(state_path.read_text())["stages"]:
@@ -52,8 +54,12 @@ def test_quick_demo_resumes_after_kill_and_writes_a_complete_report(tmp_path: Pa
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
 
-    resumed = subprocess.run([sys.executable, "-m", "structvpr.cli", "demo", "--resume", str(out_dir)],
-                             capture_output=True, text=True, timeout=900)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "structvpr.cli", "demo", "--resume", str(out_dir)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "1/7 synthetic town: done in an earlier run" in resumed.stdout
 

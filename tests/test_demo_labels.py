@@ -1,4 +1,5 @@
 """The demo's `--segmenter espnetv2` path: the real network's label maps replace the exact ones."""
+
 from __future__ import annotations
 
 from pathlib import Path

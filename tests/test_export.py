@@ -1,4 +1,5 @@
 """ONNX (run with onnxruntime) and TorchScript exports reproduce PyTorch's descriptors on real images."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,8 +25,7 @@ def small_model() -> torch.nn.Module:
     the comparison trivial; ResNet-18's random features still depend on the image.)
     """
     torch.manual_seed(0)
-    model = build_model(ModelConfig(backbone="resnet18", pretrained=False, image_size=(64, 80),
-                                    descriptor_dim=64))
+    model = build_model(ModelConfig(backbone="resnet18", pretrained=False, image_size=(64, 80), descriptor_dim=64))
     # Non-trivial BatchNorm statistics, so an export that dropped them would not match.
     with torch.no_grad():
         for module in model.modules():
@@ -45,8 +45,10 @@ def corridor_images(shared_dir: Path) -> list[Path]:
 def exports(small_model, corridor_images, tmp_path_factory) -> dict[str, ExportReport]:
     """One ONNX and one TorchScript export of the small model, each checked at batch 1 and 7."""
     folder = tmp_path_factory.mktemp("exports")
-    return {fmt: export_model(small_model, folder / f"model.{fmt}", fmt, check_images=corridor_images,
-                              batch_sizes=(1, 7)) for fmt in ("onnx", "torchscript")}
+    return {
+        fmt: export_model(small_model, folder / f"model.{fmt}", fmt, check_images=corridor_images, batch_sizes=(1, 7))
+        for fmt in ("onnx", "torchscript")
+    }
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])

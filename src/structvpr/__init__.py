@@ -3,6 +3,7 @@
 The three-line user path: `structvpr.load(path)`, `model.describe(images)`,
 `structvpr.PlaceIndex.build(descriptors)`. Heavy modules are imported on first use.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,10 +1,11 @@
 """The three-line user path: `load` a model, `describe` images, search a `PlaceIndex`.
 
-    import structvpr
-    model = structvpr.load("runs/stage2/model.pt")
-    index = structvpr.PlaceIndex.build(model.describe(map_images), kind="hnsw")
-    scores, ids = index.search(model.describe(query_images), k=5)
+import structvpr
+model = structvpr.load("runs/stage2/model.pt")
+index = structvpr.PlaceIndex.build(model.describe(map_images), kind="hnsw")
+scores, ids = index.search(model.describe(query_images), k=5)
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,12 @@ __all__ = ["BUILTIN_MODELS", "PlaceIndex", "StructVPRModel", "load"]
 # Models that need no file: untrained-for-VPR baselines whose weights ship with a pip package.
 BUILTIN_MODELS: dict[str, dict[str, Any]] = {
     # The sanity baseline of shared/data/README.md: ImageNet EfficientNet-Lite0 + GeM (p = 3), 320x240.
-    "imagenet-efficientnet_lite0-gem": {"backbone": "efficientnet_lite0", "aggregator": "gem",
-                                        "pretrained": True, "image_size": (240, 320)},
+    "imagenet-efficientnet_lite0-gem": {
+        "backbone": "efficientnet_lite0",
+        "aggregator": "gem",
+        "pretrained": True,
+        "image_size": (240, 320),
+    },
 }
 
 ImageLike = str | Path | Image.Image | np.ndarray | torch.Tensor
@@ -39,9 +44,17 @@ class StructVPRModel:
     file's metadata (preprocessing, training data names, code version, ...).
     """
 
-    def __init__(self, image_size: Sequence[int], mean: Sequence[float], std: Sequence[float],
-                 descriptor_dim: int, info: dict[str, Any], device: str | torch.device = "cpu",
-                 network: torch.nn.Module | None = None, onnx_session: Any = None) -> None:
+    def __init__(
+        self,
+        image_size: Sequence[int],
+        mean: Sequence[float],
+        std: Sequence[float],
+        descriptor_dim: int,
+        info: dict[str, Any],
+        device: str | torch.device = "cpu",
+        network: torch.nn.Module | None = None,
+        onnx_session: Any = None,
+    ) -> None:
         if (network is None) == (onnx_session is None):
             raise ValueError("StructVPRModel needs exactly one of network or onnx_session")
         self.image_size = (int(image_size[0]), int(image_size[1]))
@@ -60,8 +73,10 @@ class StructVPRModel:
         return "pytorch" if self.network is not None else "onnxruntime"
 
     def __repr__(self) -> str:
-        return (f"StructVPRModel({self.backend}, D={self.descriptor_dim}, image_size={self.image_size}, "
-                f"device={self.device})")
+        return (
+            f"StructVPRModel({self.backend}, D={self.descriptor_dim}, image_size={self.image_size}, "
+            f"device={self.device})"
+        )
 
     def preprocess(self, image: ImageLike) -> torch.Tensor:
         """One image -> float32 [3, H, W] resized to image_size and normalised.
@@ -76,21 +91,25 @@ class StructVPRModel:
             return self._transform(image.convert("RGB"))
         if isinstance(image, np.ndarray):
             if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
-                raise ValueError(f"numpy images must be uint8 [H, W, 3] (or [H, W] grey), got {image.dtype} "
-                                 f"{list(image.shape)}")
+                raise ValueError(
+                    f"numpy images must be uint8 [H, W, 3] (or [H, W] grey), got {image.dtype} {list(image.shape)}"
+                )
             return self._transform(Image.fromarray(image).convert("RGB"))
         if isinstance(image, torch.Tensor):
             if image.ndim != 3 or image.shape[0] != 3:
                 raise ValueError(f"tensor images must be [3, H, W] RGB, got shape {list(image.shape)}")
             pixels = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
             if pixels.shape[1:] != self.image_size:
-                pixels = F.interpolate(pixels[None], size=self.image_size, mode="bilinear",
-                                       align_corners=False, antialias=True)[0]
+                pixels = F.interpolate(
+                    pixels[None], size=self.image_size, mode="bilinear", align_corners=False, antialias=True
+                )[0]
             mean = torch.tensor(self.mean).view(3, 1, 1)
             std = torch.tensor(self.std).view(3, 1, 1)
             return (pixels.cpu() - mean) / std
-        raise TypeError(f"cannot describe an object of type {type(image).__name__}: pass paths, PIL images, "
-                        "uint8 numpy arrays or tensors")
+        raise TypeError(
+            f"cannot describe an object of type {type(image).__name__}: pass paths, PIL images, "
+            "uint8 numpy arrays or tensors"
+        )
 
     def _run(self, batch: torch.Tensor) -> np.ndarray:
         if self.network is not None:
@@ -99,8 +118,9 @@ class StructVPRModel:
         input_name = self.onnx_session.get_inputs()[0].name
         return self.onnx_session.run(None, {input_name: batch.numpy()})[0].astype(np.float32)
 
-    def describe(self, images: ImageLike | Iterable[ImageLike], batch_size: int = 32,
-                 progress: bool = False) -> np.ndarray:
+    def describe(
+        self, images: ImageLike | Iterable[ImageLike], batch_size: int = 32, progress: bool = False
+    ) -> np.ndarray:
         """Descriptors float32 [N, D] (L2-normalised), row i for images[i].
 
         images: one image or a sequence of paths / PIL images / uint8 numpy arrays [H, W, 3] /
@@ -117,8 +137,8 @@ class StructVPRModel:
 
             starts = tqdm(starts, desc="describe", unit="batch")
         for start in starts:
-            batch = torch.stack([self.preprocess(item) for item in items[start:start + batch_size]])
-            output[start:start + len(batch)] = self._run(batch)
+            batch = torch.stack([self.preprocess(item) for item in items[start : start + batch_size]])
+            output[start : start + len(batch)] = self._run(batch)
         return output
 
     __call__ = describe
@@ -140,30 +160,35 @@ def _load_onnx(path: Path, device: str | torch.device) -> StructVPRModel:
     try:
         import onnxruntime
     except ImportError as error:
-        raise RuntimeError(f"{path}: loading .onnx models needs onnxruntime: pip install "
-                           "'structvpr[export]'") from error
+        raise RuntimeError(
+            f"{path}: loading .onnx models needs onnxruntime: pip install 'structvpr[export]'"
+        ) from error
     device = torch.device(device)
     providers = ["CPUExecutionProvider"]
     if device.type == "cuda":
         if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-            raise RuntimeError(f"{path}: device={device} asked for, but onnxruntime has no CUDA provider "
-                               "(install onnxruntime-gpu)")
+            raise RuntimeError(
+                f"{path}: device={device} asked for, but onnxruntime has no CUDA provider (install onnxruntime-gpu)"
+            )
         providers.insert(0, "CUDAExecutionProvider")
     try:
         session = onnxruntime.InferenceSession(str(path), providers=providers)
-    except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types
+    except Exception as error:
         raise ValueError(f"{path}: not a readable ONNX model ({type(error).__name__}: {error})") from None
     props = session.get_modelmeta().custom_metadata_map
     try:
-        preprocessing = {key[len("structvpr."):]: json.loads(value) for key, value in props.items()
-                         if key.startswith("structvpr.")}
+        preprocessing = {
+            key[len("structvpr.") :]: json.loads(value) for key, value in props.items() if key.startswith("structvpr.")
+        }
         image_size, mean, std = preprocessing["image_size"], preprocessing["mean"], preprocessing["std"]
         descriptor_dim = preprocessing["descriptor_dim"]
     except (KeyError, json.JSONDecodeError):
-        raise ValueError(f"{path}: ONNX model has no structvpr preprocessing metadata; export it with "
-                         "`structvpr export`") from None
-    return StructVPRModel(image_size, mean, std, descriptor_dim, {"preprocessing": preprocessing},
-                          device=device, onnx_session=session)
+        raise ValueError(
+            f"{path}: ONNX model has no structvpr preprocessing metadata; export it with `structvpr export`"
+        ) from None
+    return StructVPRModel(
+        image_size, mean, std, descriptor_dim, {"preprocessing": preprocessing}, device=device, onnx_session=session
+    )
 
 
 def load(path_or_name: str | Path, device: str | torch.device = "cpu") -> StructVPRModel:
@@ -184,14 +209,16 @@ def load(path_or_name: str | Path, device: str | torch.device = "cpu") -> Struct
         if path.is_dir() and (path / "model.pt").is_file():
             path = path / "model.pt"
         if not path.exists():
-            raise FileNotFoundError(f"{path}: no such model file (built-in names: "
-                                    f"{', '.join(BUILTIN_MODELS)})")
+            raise FileNotFoundError(f"{path}: no such model file (built-in names: {', '.join(BUILTIN_MODELS)})")
         if path.suffix.lower() == ".onnx":
             return _load_onnx(path, device)
         network, info = load_model_file(path, map_location="cpu")
     if network.config.in_channels != 3:
-        raise ValueError(f"{path_or_name}: model takes {network.config.in_channels} input channels, "
-                         "not RGB (a seg-branch teacher?); describe() needs an RGB model")
+        raise ValueError(
+            f"{path_or_name}: model takes {network.config.in_channels} input channels, "
+            "not RGB (a seg-branch teacher?); describe() needs an RGB model"
+        )
     config = network.config
-    return StructVPRModel(config.image_size, config.mean, config.std, network.descriptor_dim, info,
-                          device=device, network=network)
+    return StructVPRModel(
+        config.image_size, config.mean, config.std, network.descriptor_dim, info, device=device, network=network
+    )

@@ -1,4 +1,5 @@
 """The `structvpr` command: builds one parser from the modules in `structvpr.commands`."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,11 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="structvpr",
         description="StructVPR++ visual place recognition: train, evaluate, index and export "
-                    "RGB descriptors distilled from segmentation structure.")
+        "RGB descriptors distilled from segmentation structure.",
+    )
     from structvpr import __version__
+
     parser.add_argument("--version", action="version", version=f"structvpr {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in COMMANDS.items():
+    for _name, module_name in COMMANDS.items():
         try:
             module = importlib.import_module(f"structvpr.commands.{module_name}")
         except ModuleNotFoundError as error:

@@ -4,6 +4,7 @@ A config file is a YAML mapping with the sections `data`, `model`, `train` and `
 is optional and falls back to the dataclass default. Overrides use dotted paths and YAML values:
 `train.epochs=3`, `model.image_size=[128,64]`, `data.val.split=null`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,7 +45,7 @@ class DataConfig:
 
     train: DatasetSource = field(default_factory=DatasetSource)
     val: DatasetSource = field(default_factory=DatasetSource)
-    train_positive_m: float = 10.0      # images of one place are within this distance (metres)
+    train_positive_m: float = 10.0  # images of one place are within this distance (metres)
     val_threshold_m: float | None = None  # None = the validation split's own threshold
     recall_values: list[int] = field(default_factory=lambda: [1, 5, 10, 20])
     num_workers: int = 2
@@ -58,27 +59,27 @@ class TrainConfig:
     epochs: int = 10
     lr: float = 1e-4
     weight_decay: float = 1e-4
-    optimizer: str = "adamw"            # adam | adamw | sgd
-    momentum: float = 0.9               # sgd only
-    places_per_batch: int = 16          # P
-    images_per_place: int = 4           # K
+    optimizer: str = "adamw"  # adam | adamw | sgd
+    momentum: float = 0.9  # sgd only
+    places_per_batch: int = 16  # P
+    images_per_place: int = 4  # K
     batches_per_epoch: int | None = None  # None = one pass over the training places
-    loss: str = "multi_similarity"      # multi_similarity | triplet
+    loss: str = "multi_similarity"  # multi_similarity | triplet
     ms_alpha: float = 1.0
     ms_beta: float = 50.0
     ms_base: float = 0.0
     miner_epsilon: float = 0.1
     triplet_margin: float = 0.1
     seed: int = 0
-    accelerator: str = "auto"           # cpu | gpu | cuda | mps | auto
-    devices: int | str | list[int] = 1   # a count, a list of indices, or "auto" (all)
-    strategy: str = "auto"              # auto | ddp | ddp_spawn | fsdp | ...
+    accelerator: str = "auto"  # cpu | gpu | cuda | mps | auto
+    devices: int | str | list[int] = 1  # a count, a list of indices, or "auto" (all)
+    strategy: str = "auto"  # auto | ddp | ddp_spawn | fsdp | ...
     num_nodes: int = 1
-    precision: str = "32-true"          # 32-true | 16-mixed | bf16-mixed
+    precision: str = "32-true"  # 32-true | 16-mixed | bf16-mixed
     deterministic: bool | str = "warn"  # True fails on GPU ops without a deterministic kernel
     output_dir: str = "runs/structvpr"
     resume: bool = False
-    overwrite: bool = False             # allow a fresh run over a folder that has checkpoints
+    overwrite: bool = False  # allow a fresh run over a folder that has checkpoints
     validate_before_training: bool = True
     log_every_n_steps: int = 10
     inject_nan_at_step: int | None = None  # fault injection for tests of the non-finite-loss guard
@@ -89,31 +90,31 @@ class StructVPRConfig:
     """StructVPR++ settings used by the seg branch, the partition and Stage II (METHOD.md defaults)."""
 
     merge_table: str = "structural-6"
-    variant: str = "lmc"                # mlp | lc | mc | lmc
+    variant: str = "lmc"  # mlp | lc | mc | lmc
     exclude_dynamic: bool = True
     lambda_g: float = 1.0
     lambda_l: float = 0.5
     lambda_a: float = 0.1
     group_threshold_k: int = 1
     group_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.0])
-    stage2_epochs: int | None = None    # None = train.epochs
-    stage2_lr: float | None = None      # None = train.lr
+    stage2_epochs: int | None = None  # None = train.epochs
+    stage2_lr: float | None = None  # None = train.lr
     # label-specific features (model/label_features.py)
     label_levels: list[int] = field(default_factory=lambda: [1, 2, 3])  # backbone levels (strides 8, 16, 32)
     label_dim: int = 128
-    label_pooling: str = "avg"          # avg | gem
-    label_min_area: float = 0.005       # area fraction under which a class counts as absent
+    label_pooling: str = "avg"  # avg | gem
+    label_min_area: float = 0.005  # area fraction under which a class counts as absent
     label_descriptor_weight: float = 1.0  # balance of [global ; label] in the teacher's retrieval descriptor
-    mask_head: bool = False             # beyond the paper: predict the masks A from RGB
+    mask_head: bool = False  # beyond the paper: predict the masks A from RGB
     lambda_mask: float = 0.1
     # partition and sample weights (train/partition.py)
-    weight_function: str = "groups"     # groups | smooth
+    weight_function: str = "groups"  # groups | smooth
     smooth_temperature: float = 1.0
     partition_search_depth: int = 100
     # Stage II (train/stage2.py)
     weight_normalization: str = "batch"  # how per-sample weights are normalised in a batch
-    uniform_weights: bool = False       # ablation: every sample weight = 1
-    always_project: bool = False        # learned projection even when student and teacher dims match
+    uniform_weights: bool = False  # ablation: every sample weight = 1
+    always_project: bool = False  # learned projection even when student and teacher dims match
 
 
 @dataclass
@@ -141,8 +142,9 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             return None
         errors = []
         # Try exact-type matches first so that "auto" stays a str in `int | str`.
-        for option in sorted((o for o in options if o is not type(None)),
-                             key=lambda o: not isinstance(value, typing.get_origin(o) or o)):
+        for option in sorted(
+            (o for o in options if o is not type(None)), key=lambda o: not isinstance(value, typing.get_origin(o) or o)
+        ):
             try:
                 return _coerce(value, option, key)
             except ConfigError as error:
@@ -159,7 +161,7 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if origin is tuple and item_types and item_types[-1] is not Ellipsis:
             if len(item_types) != len(value):
                 raise ConfigError(f"{key}: expected {len(item_types)} values, got {value!r}")
-            return tuple(_coerce(v, t, f"{key}[{i}]") for i, (v, t) in enumerate(zip(value, item_types)))
+            return tuple(_coerce(v, t, f"{key}[{i}]") for i, (v, t) in enumerate(zip(value, item_types, strict=False)))
         item_type = item_types[0] if item_types else Any
         items = [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
@@ -216,6 +218,7 @@ def config_from_dict(values: dict | None) -> Config:
 
 def config_to_dict(config: Any) -> dict:
     """Nested plain dict (lists, not tuples) of a Config: safe for YAML and weights_only checkpoints."""
+
     def plain(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: plain(v) for k, v in value.items()}
@@ -224,6 +227,7 @@ def config_to_dict(config: Any) -> dict:
         if isinstance(value, Path):
             return str(value)
         return value
+
     return plain(dataclasses.asdict(config))
 
 

@@ -4,6 +4,7 @@ synth -> label maps -> Stage I (seg teacher, RGB baseline) -> partition -> Stage
 -> index + queries -> ONNX export -> report.html / report.md. Every stage records its finish (and
 wall time) in `demo_state.json`, so an interrupted demo resumes at the first unfinished stage.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,14 +37,21 @@ class DemoSettings:
     images_per_place: int = 4
     segmenter: str = "exact"  # "exact" synthetic labels, or "espnetv2" to run the real network
     ablations: tuple[str, ...] = ("no_weights",)
-    num_examples: int = 6      # example queries in the report
+    num_examples: int = 6  # example queries in the report
     device: str = "cpu"
 
     @classmethod
     def quick(cls) -> DemoSettings:
         """A smaller demo (< 3 minutes on 2 cores) for the test suite."""
-        return cls(places=60, image_size=(64, 96), stage1_epochs=1, stage2_epochs=1, places_per_batch=8,
-                   ablations=(), num_examples=3)
+        return cls(
+            places=60,
+            image_size=(64, 96),
+            stage1_epochs=1,
+            stage2_epochs=1,
+            places_per_batch=8,
+            ablations=(),
+            num_examples=3,
+        )
 
     def to_dict(self) -> dict:
         """Plain YAML-able values."""
@@ -69,19 +77,31 @@ class DemoSettings:
 def experiment_config(settings: DemoSettings, town_dir: Path, runs_dir: Path) -> Config:
     """The training configuration the demo uses: train split for training, val split for checkpoints."""
     height, width = settings.image_size
-    config = config_from_dict({
-        "data": {"train": {"path": str(town_dir), "layout": "utm", "split": "train"},
-                 "val": {"path": str(town_dir), "layout": "utm", "split": "val"},
-                 "num_workers": 0, "val_batch_size": 64},
-        "model": {"backbone": "efficientnet_lite0", "aggregator": "gem", "image_size": [height, width]},
-        "train": {"epochs": settings.stage1_epochs, "seed": settings.seed, "accelerator": "cpu"
-                  if settings.device == "cpu" else "auto", "devices": 1,
-                  "places_per_batch": settings.places_per_batch, "images_per_place": settings.images_per_place,
-                  "output_dir": str(runs_dir), "deterministic": True, "validate_before_training": False},
-        # Stage II at lr 1e-3: at the default 1e-4 a short Stage II barely moves the student
-        # (docs/method.md, synthetic-town experiment).
-        "structvpr": {"stage2_epochs": settings.stage2_epochs, "stage2_lr": settings.stage2_lr},
-    })
+    config = config_from_dict(
+        {
+            "data": {
+                "train": {"path": str(town_dir), "layout": "utm", "split": "train"},
+                "val": {"path": str(town_dir), "layout": "utm", "split": "val"},
+                "num_workers": 0,
+                "val_batch_size": 64,
+            },
+            "model": {"backbone": "efficientnet_lite0", "aggregator": "gem", "image_size": [height, width]},
+            "train": {
+                "epochs": settings.stage1_epochs,
+                "seed": settings.seed,
+                "accelerator": "cpu" if settings.device == "cpu" else "auto",
+                "devices": 1,
+                "places_per_batch": settings.places_per_batch,
+                "images_per_place": settings.images_per_place,
+                "output_dir": str(runs_dir),
+                "deterministic": True,
+                "validate_before_training": False,
+            },
+            # Stage II at lr 1e-3: at the default 1e-4 a short Stage II barely moves the student
+            # (docs/method.md, synthetic-town experiment).
+            "structvpr": {"stage2_epochs": settings.stage2_epochs, "stage2_lr": settings.stage2_lr},
+        }
+    )
     return config
 
 
@@ -130,8 +150,9 @@ def network_input_size(image_size: tuple[int, int], scale: int = 2, multiple: in
     return tuple(-(-side * scale // multiple) * multiple for side in image_size)
 
 
-def replace_labels_with_segmenter(town_dir: Path, segmenter_name: str, image_size: tuple[int, int],
-                                  device: str = "cpu") -> str:
+def replace_labels_with_segmenter(
+    town_dir: Path, segmenter_name: str, image_size: tuple[int, int], device: str = "cpu"
+) -> str:
     """Move the town's exact label maps to `<folder>_labels_exact/` and write the network's maps in
     their place (`<folder>_labels/`), so training sees what a real segmenter gives. Returns a summary."""
     from structvpr.data.label_paths import label_path_for
@@ -157,8 +178,9 @@ def _stage_labels(run: DemoRun) -> dict:
     """Exact labels come with the town; `espnetv2` replaces them with the real network's output."""
     if run.settings.segmenter == "exact":
         return {"segmenter": "exact synthetic labels"}
-    summary = replace_labels_with_segmenter(run.town_dir, run.settings.segmenter, run.settings.image_size,
-                                            run.settings.device)
+    summary = replace_labels_with_segmenter(
+        run.town_dir, run.settings.segmenter, run.settings.image_size, run.settings.device
+    )
     print(summary, flush=True)
     return {"segmenter": run.settings.segmenter, "summary": summary}
 
@@ -179,16 +201,17 @@ def run_demo(out_dir: str | Path, settings: DemoSettings) -> Path:
     if settings_path.is_file():
         saved = DemoSettings.from_dict(yaml.safe_load(settings_path.read_text()) or {})
         if saved != settings:
-            raise ValueError(f"{settings_path}: this folder holds a demo with other settings; "
-                             "resume it with `structvpr demo --resume DIR` or choose a new --out")
+            raise ValueError(
+                f"{settings_path}: this folder holds a demo with other settings; "
+                "resume it with `structvpr demo --resume DIR` or choose a new --out"
+            )
     else:
         atomic_write_text(settings_path, yaml.safe_dump(settings.to_dict(), sort_keys=False))
     run = DemoRun(out_dir, settings)
     atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(config_to_dict(run.config), sort_keys=False))
     run.stage("synth", "1/7 synthetic town", lambda: _stage_synth(run))
     run.stage("labels", "2/7 label maps", lambda: _stage_labels(run))
-    run.stage("train", "3/7 Stage I (seg teacher, RGB baseline) -> partition -> Stage II",
-              lambda: stage_train(run))
+    run.stage("train", "3/7 Stage I (seg teacher, RGB baseline) -> partition -> Stage II", lambda: stage_train(run))
     run.stage("evaluate", "4/7 evaluation on the test split", lambda: stage_evaluate(run))
     run.stage("index", "5/7 index of the test database + example queries", lambda: stage_index(run))
     run.stage("export", "6/7 ONNX export of the student", lambda: stage_export(run))

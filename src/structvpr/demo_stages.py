@@ -1,4 +1,5 @@
 """The demo's later stages: training recipe, evaluation with examples, index, export and report."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,12 @@ def stage_train(run: DemoRun) -> dict:
     """Stage I (seg + rgb) -> partition -> Stage II (+ ablations) -> Recall@N rows on the test split."""
     from structvpr.train.pipeline import run_all
 
-    root = run_all(run.config, ablations=list(run.settings.ablations), device=run.settings.device,
-                   eval_sources=[held_out_source(run)])
+    root = run_all(
+        run.config,
+        ablations=list(run.settings.ablations),
+        device=run.settings.device,
+        eval_sources=[held_out_source(run)],
+    )
     report = json.loads((root / "report.json").read_text())
     return {"rows": report["rows"], "timings": report.get("timings", {})}
 
@@ -33,8 +38,7 @@ def _describe(run: DemoRun, run_name: str, dataset) -> np.ndarray:
     return describe_dataset(model, dataset, run.config, run.settings.device)
 
 
-def _choose_examples(top1_correct: dict[str, np.ndarray], with_positive: list[int], count: int,
-                     seed: int) -> list[int]:
+def _choose_examples(top1_correct: dict[str, np.ndarray], with_positive: list[int], count: int, seed: int) -> list[int]:
     """Queries where baseline and student disagree on top-1 first (both directions), then random ones."""
     rng = np.random.default_rng(seed)
     baseline, student = top1_correct["baseline"], top1_correct["student"]
@@ -56,23 +60,33 @@ def stage_evaluate(run: DemoRun) -> dict:
     predictions, top1_correct = {}, {}
     for run_name, label in ((BASELINE_RUN, "baseline"), (STUDENT_RUN, "student")):
         descriptors = _describe(run, run_name, dataset)
-        _, predictions[label] = search_top_k(descriptors[dataset.num_database:],
-                                             descriptors[:dataset.num_database], 5)
+        _, predictions[label] = search_top_k(
+            descriptors[dataset.num_database :], descriptors[: dataset.num_database], 5
+        )
         np.save(run.out_dir / f"top5_{label}.npy", predictions[label])
-        top1_correct[label] = np.array([bool(np.isin(top[0], p)) for top, p in zip(predictions[label], positives)])
+        top1_correct[label] = np.array(
+            [bool(np.isin(top[0], p)) for top, p in zip(predictions[label], positives, strict=True)]
+        )
     chosen = _choose_examples(top1_correct, with_positive, run.settings.num_examples, run.settings.seed)
     examples = []
     for label, top5 in predictions.items():
         for query_index in chosen:
             top = top5[query_index]
             correct = [bool(np.isin(i, positives[query_index])) for i in top]
-            row = prediction_row(dataset.query_paths[query_index], [dataset.database_paths[i] for i in top],
-                                 correct, height=96)
+            row = prediction_row(
+                dataset.query_paths[query_index], [dataset.database_paths[i] for i in top], correct, height=96
+            )
             path = run.out_dir / "examples" / f"q{query_index:04d}_{label}.jpg"
             path.parent.mkdir(parents=True, exist_ok=True)
             row.save(path, quality=90)
-            examples.append({"query": query_index, "model": label, "image": str(path.relative_to(run.out_dir)),
-                             "top1_correct": correct[0]})
+            examples.append(
+                {
+                    "query": query_index,
+                    "model": label,
+                    "image": str(path.relative_to(run.out_dir)),
+                    "top1_correct": correct[0],
+                }
+            )
     return {"examples": examples, "dataset": dataset.summary(), "queries": chosen}
 
 
@@ -83,10 +97,12 @@ def stage_index(run: DemoRun) -> dict:
 
     dataset = open_source(held_out_source(run), "evaluation")
     descriptors = _describe(run, STUDENT_RUN, dataset)
-    database, queries = descriptors[:dataset.num_database], descriptors[dataset.num_database:]
-    index = PlaceIndex.build(database, kind="flat",
-                             metadata={"poses": dataset.database_coords,
-                                       "paths": np.array([str(p) for p in dataset.database_paths])})
+    database, queries = descriptors[: dataset.num_database], descriptors[dataset.num_database :]
+    index = PlaceIndex.build(
+        database,
+        kind="flat",
+        metadata={"poses": dataset.database_coords, "paths": np.array([str(p) for p in dataset.database_paths])},
+    )
     index.save(run.out_dir / "index")
     result = index.search(queries[: run.settings.num_examples], k=5)
     lines = []
@@ -136,10 +152,19 @@ def rerun_command(settings) -> str:
     from structvpr.demo import DemoSettings
 
     quick = DemoSettings.quick()
-    base, words = (quick, ["structvpr demo --quick"]) if settings.image_size == quick.image_size \
+    base, words = (
+        (quick, ["structvpr demo --quick"])
+        if settings.image_size == quick.image_size
         else (DemoSettings(), ["structvpr demo"])
-    flags = {"places": "--places", "seed": "--seed", "stage1_epochs": "--stage1-epochs",
-             "stage2_epochs": "--stage2-epochs", "segmenter": "--segmenter", "device": "--device"}
+    )
+    flags = {
+        "places": "--places",
+        "seed": "--seed",
+        "stage1_epochs": "--stage1-epochs",
+        "stage2_epochs": "--stage2-epochs",
+        "segmenter": "--segmenter",
+        "device": "--device",
+    }
     for field, flag in flags.items():
         if getattr(settings, field) != getattr(base, field):
             words.append(f"{flag} {getattr(settings, field)}")
@@ -162,10 +187,18 @@ def stage_report(run: DemoRun) -> dict:
 
     stages = run.state["stages"]
     train = stages["train"]["result"]
-    rows = [ReportRow(method=row["model"], dataset=row["dataset"], split=row["split"],
-                      num_queries=row["queries"], num_database=row["database"],
-                      recalls={int(key[2:]): row[key] / 100.0 for key in row if key.startswith("R@")},
-                      note=str(row.get("notes", ""))) for row in train["rows"]]
+    rows = [
+        ReportRow(
+            method=row["model"],
+            dataset=row["dataset"],
+            split=row["split"],
+            num_queries=row["queries"],
+            num_database=row["database"],
+            recalls={int(key[2:]): row[key] / 100.0 for key in row if key.startswith("R@")},
+            note=str(row.get("notes", "")),
+        )
+        for row in train["rows"]
+    ]
     plot_recall_curves(rows, run.out_dir / "recall_curves.png")
     shutil.copyfile(run.runs_dir / "partition" / "groups.png", run.out_dir / "partition_groups.png")
     by_name = {row.method: row for row in rows}
@@ -173,40 +206,59 @@ def stage_report(run: DemoRun) -> dict:
     baseline = by_name.get("RGB baseline (same total epochs)")
     if student and baseline:
         gap = 100 * (student.recalls[1] - baseline.recalls[1])
-        verdict = (f"The student is {'ahead of' if gap > 0 else 'NOT ahead of'} the RGB baseline trained for the "
-                   f"same total epochs on the test queries (mostly cross-condition): R@1 "
-                   f"{100 * student.recalls[1]:.1f} vs {100 * baseline.recalls[1]:.1f} ({gap:+.1f} points). "
-                   "This is one seed; over seeds 0-2 of the default demo the mean gain was +2.7 points with a "
-                   "seed spread of about 5 (docs/method.md).")
+        verdict = (
+            f"The student is {'ahead of' if gap > 0 else 'NOT ahead of'} the RGB baseline trained for the "
+            f"same total epochs on the test queries (mostly cross-condition): R@1 "
+            f"{100 * student.recalls[1]:.1f} vs {100 * baseline.recalls[1]:.1f} ({gap:+.1f} points). "
+            "This is one seed; over seeds 0-2 of the default demo the mean gain was +2.7 points with a "
+            "seed spread of about 5 (docs/method.md)."
+        )
     else:
         verdict = "The student or baseline row is missing from the results."
     evaluate = stages["evaluate"]["result"]
     dataset = open_source(held_out_source(run), "evaluation")
-    example_figures = [ReportFigure(e["image"], f"query {e['query']}, {e['model']} top-5 "
-                                                f"(green = correct, red = wrong)") for e in evaluate["examples"]]
+    example_figures = [
+        ReportFigure(e["image"], f"query {e['query']}, {e['model']} top-5 (green = correct, red = wrong)")
+        for e in evaluate["examples"]
+    ]
     example_figures.sort(key=lambda f: f.path)
-    label_figures = [ReportFigure(path, "RGB | Cityscapes labels | merged structural groups")
-                     for path in _label_examples(run, dataset, evaluate["queries"][:3])]
+    label_figures = [
+        ReportFigure(path, "RGB | Cityscapes labels | merged structural groups")
+        for path in _label_examples(run, dataset, evaluate["queries"][:3])
+    ]
     timing_lines = [f"{record['title']}: {record['seconds']:.1f} s" for record in stages.values()]
     timing_lines += [f"  {name}: {seconds:.1f} s" for name, seconds in train.get("timings", {}).items()]
     sections = [
         ReportSection("Recall@N", "", [ReportFigure("recall_curves.png", "Recall@N on the test split")]),
-        ReportSection("Group partition of the training samples",
-                      "G1 teacher right / student wrong, G2 both right, G3 both wrong, G4 teacher wrong / student right "
-                      "(weight 0).", [ReportFigure("partition_groups.png", "samples per group")]),
-        ReportSection("Example queries: RGB baseline vs StructVPR++ student",
-                      evaluate["dataset"] + "\nQueries where the two models disagree on the top-1 come first "
-                      "(both directions), then random ones.", example_figures),
+        ReportSection(
+            "Group partition of the training samples",
+            "G1 teacher right / student wrong, G2 both right, G3 both wrong, G4 teacher wrong / student right "
+            "(weight 0).",
+            [ReportFigure("partition_groups.png", "samples per group")],
+        ),
+        ReportSection(
+            "Example queries: RGB baseline vs StructVPR++ student",
+            evaluate["dataset"] + "\nQueries where the two models disagree on the top-1 come first "
+            "(both directions), then random ones.",
+            example_figures,
+        ),
         ReportSection("Label maps", "Segmentation is used only in training.", label_figures),
-        ReportSection("Index and export", "\n".join(stages["index"]["result"]["queries"]) + "\n"
-                      + stages["export"]["result"]["summary"]),
+        ReportSection(
+            "Index and export",
+            "\n".join(stages["index"]["result"]["queries"]) + "\n" + stages["export"]["result"]["summary"],
+        ),
         ReportSection("Timings", "\n".join(timing_lines)),
-        ReportSection("Rerun", f"from scratch: {rerun_command(run.settings)}\n"
-                               f"resume or rebuild this report: structvpr demo --resume {run.out_dir}\n"
-                               "settings: demo.yaml; training config: config.yaml; student: student.pt "
-                               "(structvpr.load), student.onnx; index: index/ (structvpr query)"),
+        ReportSection(
+            "Rerun",
+            f"from scratch: {rerun_command(run.settings)}\n"
+            f"resume or rebuild this report: structvpr demo --resume {run.out_dir}\n"
+            "settings: demo.yaml; training config: config.yaml; student: student.pt "
+            "(structvpr.load), student.onnx; index: index/ (structvpr query)",
+        ),
     ]
-    intro = (f"StructVPR++ demo on the synthetic town ({run.settings.places} places, seed {run.settings.seed}): "
-             f"database = day, queries = dusk/night/winter/fog (+ some day). {verdict}")
+    intro = (
+        f"StructVPR++ demo on the synthetic town ({run.settings.places} places, seed {run.settings.seed}): "
+        f"database = day, queries = dusk/night/winter/fog (+ some day). {verdict}"
+    )
     write_report(run.out_dir, "structvpr demo report", rows, sections, intro)
     return {"verdict": verdict}

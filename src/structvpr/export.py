@@ -6,6 +6,7 @@ float32 [B, D] L2-normalised descriptors. The batch dimension is dynamic in both
 export is re-loaded and run at two batch sizes on the check images, and the largest absolute
 difference to PyTorch eager is returned and printed.
 """
+
 from __future__ import annotations
 
 import io
@@ -42,20 +43,28 @@ class ExportReport:
 
     def summary(self) -> str:
         """One line for the console."""
-        return (f"exported {self.format} to {self.path}: max abs diff vs PyTorch {self.max_abs_diff:.2e} "
-                f"(batch sizes {', '.join(map(str, self.batch_sizes))})")
+        return (
+            f"exported {self.format} to {self.path}: max abs diff vs PyTorch {self.max_abs_diff:.2e} "
+            f"(batch sizes {', '.join(map(str, self.batch_sizes))})"
+        )
 
 
 def preprocessing_of(model: VPRNet) -> dict:
     """image_size [H, W], mean, std and descriptor_dim of `model`, as stored beside exports."""
     config = model.config
-    return {"image_size": list(config.image_size), "mean": list(config.mean), "std": list(config.std),
-            "descriptor_dim": int(model.descriptor_dim), "input": f"{INPUT_NAME} float32 [B, 3, H, W], normalised",
-            "output": f"{OUTPUT_NAME} float32 [B, D], L2-normalised"}
+    return {
+        "image_size": list(config.image_size),
+        "mean": list(config.mean),
+        "std": list(config.std),
+        "descriptor_dim": int(model.descriptor_dim),
+        "input": f"{INPUT_NAME} float32 [B, 3, H, W], normalised",
+        "output": f"{OUTPUT_NAME} float32 [B, D], L2-normalised",
+    }
 
 
-def check_images_tensor(model: VPRNet, images: Sequence[str | Path] | torch.Tensor | None,
-                        count: int = 7, seed: int = 0) -> torch.Tensor:
+def check_images_tensor(
+    model: VPRNet, images: Sequence[str | Path] | torch.Tensor | None, count: int = 7, seed: int = 0
+) -> torch.Tensor:
     """Preprocessed check images float32 [N, 3, H, W]: the given files (or tensor), else seeded noise."""
     if isinstance(images, torch.Tensor):
         return images.float()
@@ -75,15 +84,29 @@ def _export_onnx_bytes(model: VPRNet, example: torch.Tensor) -> bytes:
         target = Path(folder) / "model.onnx"
         try:
             batch = torch.export.Dim("batch", min=1, max=4096)
-            program = torch.onnx.export(model, (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                        dynamic_shapes={"images": {0: batch}}, dynamo=True,
-                                        opset_version=ONNX_OPSET, verbose=False)
+            program = torch.onnx.export(
+                model,
+                (example,),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes={"images": {0: batch}},
+                dynamo=True,
+                opset_version=ONNX_OPSET,
+                verbose=False,
+            )
             program.save(str(target))
-        except Exception as error:  # noqa: BLE001 - any exporter failure: try the TorchScript-based one
+        except Exception as error:
             print(f"torch.export-based ONNX export failed ({type(error).__name__}); using the legacy exporter")
-            torch.onnx.export(model, (example,), str(target), input_names=[INPUT_NAME],
-                              output_names=[OUTPUT_NAME], dynamo=False, opset_version=17,
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+            torch.onnx.export(
+                model,
+                (example,),
+                str(target),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamo=False,
+                opset_version=17,
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            )
         import onnx
 
         # Weights may be in a side file: load them in, so the export is one self-contained file.
@@ -112,9 +135,15 @@ def _run_exported(path: Path, fmt: str, batch: torch.Tensor) -> np.ndarray:
         return loaded(batch).numpy()
 
 
-def export_model(model: VPRNet, path: str | Path, fmt: str = "onnx", *,
-                 check_images: Sequence[str | Path] | torch.Tensor | None = None,
-                 batch_sizes: tuple[int, ...] = (1, 7), tolerance: float = 1e-4) -> ExportReport:
+def export_model(
+    model: VPRNet,
+    path: str | Path,
+    fmt: str = "onnx",
+    *,
+    check_images: Sequence[str | Path] | torch.Tensor | None = None,
+    batch_sizes: tuple[int, ...] = (1, 7),
+    tolerance: float = 1e-4,
+) -> ExportReport:
     """Export `model` (a VPRNet) to `path` in format "onnx" | "torchscript" and verify it.
 
     check_images: image files (or a preprocessed tensor [N, 3, H, W]) run through both PyTorch and
@@ -140,13 +169,16 @@ def export_model(model: VPRNet, path: str | Path, fmt: str = "onnx", *,
         produced = _run_exported(path, fmt, batch)
         if produced.shape != expected.shape:
             path.unlink(missing_ok=True)
-            raise ExportError(f"{path}: exported model gives shape {produced.shape} at batch {batch_size}, "
-                              f"PyTorch {expected.shape}")
+            raise ExportError(
+                f"{path}: exported model gives shape {produced.shape} at batch {batch_size}, PyTorch {expected.shape}"
+            )
         max_diff = max(max_diff, float(np.abs(produced - expected).max()))
     report = ExportReport(path, fmt, max_diff, tuple(batch_sizes))
     print(report.summary())
     if not max_diff <= tolerance:
         path.unlink(missing_ok=True)
-        raise ExportError(f"{path}: exported descriptors differ from PyTorch by {max_diff:.2e} "
-                          f"(> tolerance {tolerance:.0e}); file removed")
+        raise ExportError(
+            f"{path}: exported descriptors differ from PyTorch by {max_diff:.2e} "
+            f"(> tolerance {tolerance:.0e}); file removed"
+        )
     return report

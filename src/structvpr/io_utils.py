@@ -1,4 +1,5 @@
 """Atomic file writing and file hashing: nothing half-written ever replaces a good file."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """A spawned DDP rank for the sampler test; kept apart so that children import little."""
+
 from __future__ import annotations
 
 import numpy as np

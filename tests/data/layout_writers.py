@@ -1,4 +1,5 @@
 """Writers of tiny datasets in the real on-disk formats, shared by the layout tests."""
+
 from __future__ import annotations
 
 import csv
@@ -21,8 +22,9 @@ def utm_name(east: float, north: float, note: str = "") -> str:
     return f"@{east:.2f}@{north:.2f}@17@T@40.44@-79.99@pano{note}@@@@@@@{note}@.jpg"
 
 
-def write_utm_split(root: Path, split: str, database_east_north: list[tuple[float, float]],
-                    query_east_north: list[tuple[float, float]]) -> Path:
+def write_utm_split(
+    root: Path, split: str, database_east_north: list[tuple[float, float]], query_east_north: list[tuple[float, float]]
+) -> Path:
     """`<root>/images/<split>/{database,queries}/@e@n@...@.jpg`; returns the split folder."""
     folder = root / "images" / split
     for i, (east, north) in enumerate(database_east_north):
@@ -49,17 +51,41 @@ def write_msls_side(side_folder: Path, entries: list[dict]) -> None:
     """
     for entry in entries:
         write_image(side_folder / "images" / f"{entry['key']}.jpg")
-    write_csv(side_folder / "raw.csv", ["key", "lon", "lat", "ca", "captured_at", "pano"],
-              [[e["key"], 12.5, 55.6, 90.0, 1500000000000, e["pano"]] for e in entries])
-    write_csv(side_folder / "postprocessed.csv",
-              ["key", "lon", "lat", "ca", "captured_at", "easting", "northing", "night",
-               "control_panel", "view_direction", "unique_cluster"],
-              [[e["key"], 12.5, 55.6, 90.0, 1500000000000, e["east"], e["north"], False, False,
-                "Forward", 0] for e in entries])
-    write_csv(side_folder / "subtask_index.csv", ["key", "all", "s2w", "w2s", "o2n", "n2o", "d2n", "n2d"],
-              [[e["key"], e["all"], False, False, False, False, False, False] for e in entries])
-    write_csv(side_folder / "seq_info.csv", ["key", "sequence_key", "frame_number"],
-              [[e["key"], "seq0", i] for i, e in enumerate(entries)])
+    write_csv(
+        side_folder / "raw.csv",
+        ["key", "lon", "lat", "ca", "captured_at", "pano"],
+        [[e["key"], 12.5, 55.6, 90.0, 1500000000000, e["pano"]] for e in entries],
+    )
+    write_csv(
+        side_folder / "postprocessed.csv",
+        [
+            "key",
+            "lon",
+            "lat",
+            "ca",
+            "captured_at",
+            "easting",
+            "northing",
+            "night",
+            "control_panel",
+            "view_direction",
+            "unique_cluster",
+        ],
+        [
+            [e["key"], 12.5, 55.6, 90.0, 1500000000000, e["east"], e["north"], False, False, "Forward", 0]
+            for e in entries
+        ],
+    )
+    write_csv(
+        side_folder / "subtask_index.csv",
+        ["key", "all", "s2w", "w2s", "o2n", "n2o", "d2n", "n2d"],
+        [[e["key"], e["all"], False, False, False, False, False, False] for e in entries],
+    )
+    write_csv(
+        side_folder / "seq_info.csv",
+        ["key", "sequence_key", "frame_number"],
+        [[e["key"], "seq0", i] for i, e in enumerate(entries)],
+    )
 
 
 def cell_array(names: list[str]) -> np.ndarray:
@@ -70,9 +96,14 @@ def cell_array(names: list[str]) -> np.ndarray:
     return cells
 
 
-def write_pitts(root: Path, stem: str, database: list[tuple[str, float, float]],
-                queries: list[tuple[str, float, float]], in_datasets_folder: bool = False,
-                pos_dist_thr: float = 25.0) -> Path:
+def write_pitts(
+    root: Path,
+    stem: str,
+    database: list[tuple[str, float, float]],
+    queries: list[tuple[str, float, float]],
+    in_datasets_folder: bool = False,
+    pos_dist_thr: float = 25.0,
+) -> Path:
     """Images under `root` (database) and `root/queries_real`, plus a .mat dbStruct; returns the .mat."""
     for name, _, _ in database:
         write_image(root / name)
@@ -81,20 +112,25 @@ def write_pitts(root: Path, stem: str, database: list[tuple[str, float, float]],
     mat_path = (root / "datasets" if in_datasets_folder else root) / f"{stem}.mat"
     mat_path.parent.mkdir(parents=True, exist_ok=True)
     db_struct = {
-        "whichSet": stem.split("_")[1], "dataset": stem.split("_")[0],
+        "whichSet": stem.split("_")[1],
+        "dataset": stem.split("_")[0],
         "dbImage": cell_array([n for n, _, _ in database]),
         "utmDb": np.array([[e for _, e, _ in database], [n for _, _, n in database]]),
         "qImage": cell_array([n for n, _, _ in queries]),
         "utmQ": np.array([[e for _, e, _ in queries], [n for _, _, n in queries]]),
-        "numDb": len(database), "numQ": len(queries), "posDistThr": pos_dist_thr,
-        "posDistSqThr": pos_dist_thr ** 2, "nonTrivPosDistSqThr": 100.0,
+        "numDb": len(database),
+        "numQ": len(queries),
+        "posDistThr": pos_dist_thr,
+        "posDistSqThr": pos_dist_thr**2,
+        "nonTrivPosDistSqThr": 100.0,
     }
     scipy.io.savemat(mat_path, {"dbStruct": db_struct})
     return mat_path
 
 
-def write_gt_folders(root: Path, num_queries: int, num_database: int,
-                     query_folder: str = "query", database_folder: str = "ref") -> None:
+def write_gt_folders(
+    root: Path, num_queries: int, num_database: int, query_folder: str = "query", database_folder: str = "ref"
+) -> None:
     """`query/0000000.jpg`... and `ref/0000000.jpg`..., as in VPR-Bench datasets."""
     for i in range(num_queries):
         write_image(root / query_folder / f"{i:07d}.jpg", value=i)

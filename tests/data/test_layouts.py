@@ -1,4 +1,5 @@
 """Every layout read from small fixtures written in the real on-disk format; positives checked."""
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,8 @@ def test_utm_layout_positives_within_25_m(tmp_path: Path) -> None:
     east_of_database = dataset.database_coords[:, 0]
     positives_by_query_east = {
         float(east): sorted(east_of_database[row].tolist())
-        for east, row in zip(dataset.query_coords[:, 0], dataset.positives_per_query(), strict=True)}
+        for east, row in zip(dataset.query_coords[:, 0], dataset.positives_per_query(), strict=True)
+    }
     assert positives_by_query_east == {1005.0: [1000.0, 1010.0, 1030.0], 1100.0: [1100.0], 2000.0: []}
     narrow = dict(zip(dataset.query_coords[:, 0], dataset.positives_per_query(6.0), strict=True))
     assert sorted(east_of_database[narrow[1005.0]].tolist()) == [1000.0, 1010.0]
@@ -84,22 +86,27 @@ def test_utm_layout_bad_names_error_or_skip_with_count(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- MSLS
 def _msls_fixture(root: Path) -> Path:
     city = root / "train_val" / "cph"
-    write_msls_side(city / "query", [
-        {"key": "q_official", "east": 100.0, "north": 0.0, "pano": False, "all": True},
-        {"key": "q_pano", "east": 100.0, "north": 0.0, "pano": True, "all": True},
-        {"key": "q_extra", "east": 300.0, "north": 0.0, "pano": False, "all": False},
-        {"key": "q_far", "east": 9000.0, "north": 0.0, "pano": False, "all": True},
-    ])
-    write_msls_side(city / "database", [
-        {"key": "d_near", "east": 110.0, "north": 0.0, "pano": False, "all": True},
-        {"key": "d_pano", "east": 100.0, "north": 0.0, "pano": True, "all": True},
-        {"key": "d_extra", "east": 305.0, "north": 0.0, "pano": False, "all": False},
-    ])
+    write_msls_side(
+        city / "query",
+        [
+            {"key": "q_official", "east": 100.0, "north": 0.0, "pano": False, "all": True},
+            {"key": "q_pano", "east": 100.0, "north": 0.0, "pano": True, "all": True},
+            {"key": "q_extra", "east": 300.0, "north": 0.0, "pano": False, "all": False},
+            {"key": "q_far", "east": 9000.0, "north": 0.0, "pano": False, "all": True},
+        ],
+    )
+    write_msls_side(
+        city / "database",
+        [
+            {"key": "d_near", "east": 110.0, "north": 0.0, "pano": False, "all": True},
+            {"key": "d_pano", "east": 100.0, "north": 0.0, "pano": True, "all": True},
+            {"key": "d_extra", "east": 305.0, "north": 0.0, "pano": False, "all": False},
+        ],
+    )
     sf = root / "train_val" / "sf"
     # Same UTM numbers as the cph database image: a different city, so never a positive.
     write_msls_side(sf / "query", [{"key": "sf_q", "east": 110.0, "north": 0.0, "pano": False, "all": True}])
-    write_msls_side(sf / "database",
-                    [{"key": "sf_d", "east": 130.0, "north": 0.0, "pano": False, "all": True}])
+    write_msls_side(sf / "database", [{"key": "sf_d", "east": 130.0, "north": 0.0, "pano": False, "all": True}])
     return root
 
 
@@ -126,11 +133,15 @@ def test_msls_val_official_and_all_queries(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- Pittsburgh .mat
 @pytest.mark.parametrize("in_datasets_folder", [False, True])
 def test_pitts_mat_dbstruct(tmp_path: Path, in_datasets_folder: bool) -> None:
-    database = [("000/000000_pitch1_yaw1.jpg", 100.0, 200.0), ("000/000000_pitch1_yaw2.jpg", 100.0, 200.0),
-                ("001/000001_pitch1_yaw1.jpg", 160.0, 200.0)]
+    database = [
+        ("000/000000_pitch1_yaw1.jpg", 100.0, 200.0),
+        ("000/000000_pitch1_yaw2.jpg", 100.0, 200.0),
+        ("001/000001_pitch1_yaw1.jpg", 160.0, 200.0),
+    ]
     queries = [("000/q_0.jpg", 105.0, 200.0), ("000/q_1.jpg", 150.0, 200.0)]
-    mat = write_pitts(tmp_path / "pitts", "pitts30k_test", database, queries,
-                      in_datasets_folder=in_datasets_folder, pos_dist_thr=12.0)
+    mat = write_pitts(
+        tmp_path / "pitts", "pitts30k_test", database, queries, in_datasets_folder=in_datasets_folder, pos_dist_thr=12.0
+    )
     assert detect_layout(tmp_path / "pitts") == "pitts"
     dataset = open_dataset(tmp_path / "pitts")
     assert (dataset.name, dataset.split, dataset.threshold_m) == ("pitts30k", "pitts30k-test", 12.0)
@@ -145,8 +156,11 @@ def test_pitts_mat_dbstruct(tmp_path: Path, in_datasets_folder: bool) -> None:
 # ---------------------------------------------------------------- ground-truth lists
 def test_gt_list_npy_needs_allow_pickle_and_converts(tmp_path: Path) -> None:
     write_gt_folders(tmp_path / "gt", 3, 5)
-    np.save(tmp_path / "gt" / "ground_truth_new.npy",
-            vpr_bench_ground_truth([(0, [0, 1]), (1, [4, 2]), (2, [])]), allow_pickle=True)
+    np.save(
+        tmp_path / "gt" / "ground_truth_new.npy",
+        vpr_bench_ground_truth([(0, [0, 1]), (1, [4, 2]), (2, [])]),
+        allow_pickle=True,
+    )
     assert detect_layout(tmp_path / "gt") == "gt_list"
     with pytest.raises(DatasetError, match="allow_pickle=True.*python -m structvpr.data.layouts.convert_gt"):
         open_dataset(tmp_path / "gt")
@@ -167,8 +181,12 @@ def test_gt_list_npz_with_utm_and_name_files(tmp_path: Path) -> None:
     write_gt_folders(tmp_path / "gt", 2, 3, query_folder="queries", database_folder="database")
     (tmp_path / "gt" / "query_images.txt").write_text("0000001.jpg\n0000000.jpg\n")
     (tmp_path / "gt" / "database_images.txt").write_text("0000002.jpg\n0000000.jpg\n0000001.jpg\n")
-    np.savez(tmp_path / "gt" / "gt.npz", utmQ=np.array([[0.0, 0.0], [50.0, 0.0]]),
-             utmDb=np.array([[0.0, 5.0], [48.0, 0.0], [300.0, 0.0]]), posDistThr=np.array(10.0))
+    np.savez(
+        tmp_path / "gt" / "gt.npz",
+        utmQ=np.array([[0.0, 0.0], [50.0, 0.0]]),
+        utmDb=np.array([[0.0, 5.0], [48.0, 0.0], [300.0, 0.0]]),
+        posDistThr=np.array(10.0),
+    )
     dataset = open_dataset(tmp_path / "gt")
     assert [p.name for p in dataset.query_paths] == ["0000001.jpg", "0000000.jpg"]
     assert dataset.database_paths[0].name == "0000002.jpg"
@@ -191,15 +209,13 @@ def test_sequence_layout_frames_and_threshold(tmp_path: Path) -> None:
     dataset = open_dataset(tmp_path / "seq", frame_tolerance=2)
     assert dataset.split == "winter->summer"
     assert dataset.database_paths[0].parent.name == "summer"
-    np.testing.assert_allclose(dataset.query_coords[:3],
-                               [[0, 0], [0, FRAME_SPACING_M], [0, 2 * FRAME_SPACING_M]])
+    np.testing.assert_allclose(dataset.query_coords[:3], [[0, 0], [0, FRAME_SPACING_M], [0, 2 * FRAME_SPACING_M]])
     assert dataset.positives_per_query()[5].tolist() == [3, 4, 5, 6, 7]
     assert dataset.positives_per_query()[0].tolist() == [0, 1, 2]
     # 25 m is 10.5 frames: the tolerance derived from a threshold is 10 frames.
     wide = open_dataset(tmp_path / "seq", threshold_m=25.0)
     assert wide.extra["frame_tolerance"] == 10 and wide.positives_per_query()[0].tolist() == list(range(11))
-    swapped = open_dataset(tmp_path / "seq", database_folder="winter", query_folder="summer",
-                           frame_tolerance=0)
+    swapped = open_dataset(tmp_path / "seq", database_folder="winter", query_folder="summer", frame_tolerance=0)
     assert swapped.split == "summer->winter"
     assert swapped.positives_per_query()[7].tolist() == [7]
 

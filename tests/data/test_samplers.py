@@ -1,4 +1,5 @@
 """P places x K images batches: structure, seeding, small places, separation, DDP shards, Lightning."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -26,8 +27,9 @@ def test_batches_hold_p_distinct_places_with_k_images_each() -> None:
         per_place = Counter(int(places[i]) for i in batch)
         assert len(per_place) == 6 and set(per_place.values()) == {4}
     # Every place appears once per epoch when P divides the place count.
-    assert sorted(int(places[b[0]]) for batch in batches for b in [batch[i:i + 4] for i in range(0, 24, 4)]) \
-        == list(range(30))
+    assert sorted(int(places[b[0]]) for batch in batches for b in [batch[i : i + 4] for i in range(0, 24, 4)]) == list(
+        range(30)
+    )
 
 
 def test_seed_and_epoch_decide_the_batches() -> None:
@@ -72,8 +74,9 @@ def test_places_of_a_batch_are_far_apart() -> None:
 def test_ranks_get_disjoint_shares_of_the_global_batches() -> None:
     places = labels([2] * 24)
     single = list(PlaceBatchSampler(places, 3, 2, seed=5, batches_per_epoch=8))
-    shards = [list(PlaceBatchSampler(places, 3, 2, seed=5, batches_per_epoch=4, rank=r, world_size=2))
-              for r in range(2)]
+    shards = [
+        list(PlaceBatchSampler(places, 3, 2, seed=5, batches_per_epoch=4, rank=r, world_size=2)) for r in range(2)
+    ]
     assert len(shards[0]) == len(shards[1]) == 4
     assert shards[0] == single[0::2] and shards[1] == single[1::2]
     default_length = PlaceBatchSampler(places, 3, 2, rank=1, world_size=2)
@@ -85,8 +88,9 @@ class _Points(Dataset):
 
     def __init__(self, places: np.ndarray) -> None:
         self.places = places
-        self.x = torch.tensor(places * 10.0 + np.random.default_rng(0).normal(0, 0.1, len(places)),
-                              dtype=torch.float32)[:, None]
+        self.x = torch.tensor(
+            places * 10.0 + np.random.default_rng(0).normal(0, 0.1, len(places)), dtype=torch.float32
+        )[:, None]
 
     def __len__(self) -> int:
         return len(self.places)
@@ -114,9 +118,16 @@ def test_lightning_trains_on_place_batches_and_advances_epochs(tmp_path) -> None
     sampler = PlaceBatchSampler(places, 4, 2, seed=0)
     loader = DataLoader(_Points(places), batch_sampler=sampler)
     module = _Recorder()
-    trainer = lightning.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False,
-                                enable_checkpointing=False, enable_progress_bar=False,
-                                enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = lightning.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(module, loader)
     assert len(module.seen) == 2 * len(sampler) == 6
     for indices in module.seen:
@@ -125,7 +136,6 @@ def test_lightning_trains_on_place_batches_and_advances_epochs(tmp_path) -> None
     assert module.seen[:3] == list(sampler)
     sampler.set_epoch(1)
     assert module.seen[3:] == list(sampler)  # Lightning set epoch 1 through batch_sampler.sampler
-
 
 
 @pytest.mark.slow

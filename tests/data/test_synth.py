@@ -1,4 +1,5 @@
 """Tests of the synthetic town: label/RGB alignment, poses, determinism, condition invariance."""
+
 from __future__ import annotations
 
 import csv
@@ -53,10 +54,10 @@ def test_labels_align_with_rgb_sky_and_objects(town):
     frame = _render(town, 2, "day", 1, 2)
     rgb = frame.rgb.astype(int)
     sky = frame.labels == C.SKY
-    assert 0.1 < sky.mean() < 0.6                      # the view does show sky and a street
+    assert 0.1 < sky.mean() < 0.6  # the view does show sky and a street
     assert (frame.labels == C.ROAD).mean() > 0.1
     assert (frame.labels == C.BUILDING).mean() > 0.05
-    blue = rgb[..., 2] - rgb[..., 0] > 25              # day sky is blue at every elevation
+    blue = rgb[..., 2] - rgb[..., 0] > 25  # day sky is blue at every elevation
     assert blue[sky].mean() > 0.97
     assert blue[~sky].mean() < 0.1
     assert np.all(np.isinf(frame.depth[sky])) and np.all(np.isfinite(frame.depth[~sky]))
@@ -72,8 +73,9 @@ def test_a_known_object_carries_its_class(town):
     builder = PrimitiveBuilder(key_offset=1 << 41)
     ahead_x = camera.x + 6.0 * np.cos(camera.yaw)
     ahead_y = camera.y + 6.0 * np.sin(camera.yaw)
-    builder.box(ahead_x - 0.5, ahead_y - 0.5, ahead_x + 0.5, ahead_y + 0.5, 0.0, 3.0, C.TRAFFIC_SIGN,
-                0, (0.9, 0.05, 0.05))
+    builder.box(
+        ahead_x - 0.5, ahead_y - 0.5, ahead_x + 0.5, ahead_y + 0.5, 0.0, 3.0, C.TRAFFIC_SIGN, 0, (0.9, 0.05, 0.05)
+    )
     box = builder.build()
     box.material[:] = 1  # plain material: uniform red
     frame = render_frame(town, camera, CONDITIONS["day"], box, np.random.default_rng(0))
@@ -127,7 +129,7 @@ def test_layout_metadata_and_positives_match_poses(dataset):
         splits.setdefault(r["split"], []).append(xy[r["path"]])
     names = sorted(splits)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             gap = np.linalg.norm(np.stack(splits[a])[:, None] - np.stack(splits[b])[None], axis=2).min()
             assert gap > 25.0, f"splits {a} and {b} are only {gap:.1f} m apart"
 
@@ -138,25 +140,25 @@ def test_layout_reader_finds_the_same_positives(dataset):
     test_split = layouts.open_dataset(dataset, split="test")
     coords = {dataset / r["path"]: (float(r["east"]), float(r["north"])) for r in rows}
     assert {p.name for p in test_split.database_paths} == {
-        Path(r["path"]).name for r in rows if r["split"] == "test" and r["role"] == "database"}
+        Path(r["path"]).name for r in rows if r["split"] == "test" and r["role"] == "database"
+    }
     for query, positives in zip(test_split.query_paths, test_split.positives_per_query(), strict=True):
-        expected = {p for p in test_split.database_paths
-                    if np.hypot(*np.subtract(coords[p], coords[query])) <= 25.0}
+        expected = {p for p in test_split.database_paths if np.hypot(*np.subtract(coords[p], coords[query])) <= 25.0}
         assert {test_split.database_paths[i] for i in positives} == expected
 
 
 def test_same_seed_gives_identical_files_and_resume_restores(dataset, tmp_path):
     again = tmp_path / "again"
-    generate_town(again, PLACES, seed=5, image_size=SIZE, same_condition_fraction=0.5, progress=False,
-                  workers=2)  # a worker pool must not change a single byte
+    generate_town(
+        again, PLACES, seed=5, image_size=SIZE, same_condition_fraction=0.5, progress=False, workers=2
+    )  # a worker pool must not change a single byte
     files = sorted(p.relative_to(dataset) for p in dataset.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
     for name in files:
         assert (dataset / name).read_bytes() == (again / name).read_bytes(), name
     victim = again / _metadata(again)[3]["path"]
     victim.unlink()
-    result = generate_town(again, PLACES, seed=5, image_size=SIZE, same_condition_fraction=0.5,
-                           progress=False)
+    result = generate_town(again, PLACES, seed=5, image_size=SIZE, same_condition_fraction=0.5, progress=False)
     assert result.rendered == 1 and result.reused == result.num_images - 1
     assert victim.read_bytes() == (dataset / victim.relative_to(again)).read_bytes()
     other = tmp_path / "other"
@@ -176,8 +178,23 @@ def test_other_settings_in_same_folder_is_a_clear_error(dataset, tmp_path):
 
 def test_cli_writes_dataset_and_preview(tmp_path):
     preview = tmp_path / "sheet.png"
-    code = cli_main(["synth", "--out", str(tmp_path / "town"), "--places", "3", "--image-size", "32",
-                     "40", "--conditions", "night", "--no-progress", "--preview", str(preview)])
+    code = cli_main(
+        [
+            "synth",
+            "--out",
+            str(tmp_path / "town"),
+            "--places",
+            "3",
+            "--image-size",
+            "32",
+            "40",
+            "--conditions",
+            "night",
+            "--no-progress",
+            "--preview",
+            str(preview),
+        ]
+    )
     assert code == 0
     assert len(_metadata(tmp_path / "town")) >= 6
     sheet = Image.open(preview)
@@ -187,9 +204,11 @@ def test_cli_writes_dataset_and_preview(tmp_path):
 def test_killed_run_is_detectable_and_resumes_to_the_same_bytes(dataset, tmp_path):
     """SIGKILL a real generation mid-way: no metadata.csv; a re-run completes it byte-identically."""
     target = tmp_path / "killed"
-    code = ("from structvpr.data.synth import generate_town; "
-            f"generate_town({str(target)!r}, {PLACES}, seed=5, image_size={SIZE}, "
-            "same_condition_fraction=0.5, progress=False)")
+    code = (
+        "from structvpr.data.synth import generate_town; "
+        f"generate_town({str(target)!r}, {PLACES}, seed=5, image_size={SIZE}, "
+        "same_condition_fraction=0.5, progress=False)"
+    )
     process = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.monotonic() + 60
     while not any((target / "images").rglob("*.jpg")) and time.monotonic() < deadline:
@@ -197,8 +216,7 @@ def test_killed_run_is_detectable_and_resumes_to_the_same_bytes(dataset, tmp_pat
     process.kill()
     process.wait()
     assert not (target / "metadata.csv").exists()
-    result = generate_town(target, PLACES, seed=5, image_size=SIZE, same_condition_fraction=0.5,
-                           progress=False)
+    result = generate_town(target, PLACES, seed=5, image_size=SIZE, same_condition_fraction=0.5, progress=False)
     assert result.reused >= 1 and result.rendered >= 1
     for name in (p.relative_to(dataset) for p in dataset.rglob("*") if p.is_file()):
         assert (target / name).read_bytes() == (dataset / name).read_bytes(), name

@@ -1,4 +1,5 @@
 """Place labels from coordinates or metadata.csv, items with images and label maps."""
+
 from __future__ import annotations
 
 import csv
@@ -38,13 +39,21 @@ def test_grid_places_hold_only_true_positives() -> None:
 
 
 def test_training_set_from_utm_dataset_items(tmp_path: Path) -> None:
-    write_utm_split(tmp_path / "ds", "train", database_east_north=[(0.5, 0.5), (2.0, 1.0), (100.5, 0.5)],
-                    query_east_north=[(1.0, 2.0), (100.0, 1.0)])
+    write_utm_split(
+        tmp_path / "ds",
+        "train",
+        database_east_north=[(0.5, 0.5), (2.0, 1.0), (100.5, 0.5)],
+        query_east_north=[(1.0, 2.0), (100.0, 1.0)],
+    )
     dataset = open_dataset(tmp_path / "ds", split="train")
     training = PlaceTrainingSet.from_place_dataset(dataset, image_size=(12, 16))
     assert len(training) == 5 and training.num_places == 2
-    places_by_east = {float(e): p for e, p in zip(
-        np.concatenate([dataset.database_coords, dataset.query_coords])[:, 0], training.places)}
+    places_by_east = {
+        float(e): p
+        for e, p in zip(
+            np.concatenate([dataset.database_coords, dataset.query_coords])[:, 0], training.places, strict=True
+        )
+    }
     assert places_by_east[0.5] == places_by_east[2.0] == places_by_east[1.0]
     assert places_by_east[100.5] == places_by_east[100.0] != places_by_east[0.5]
     item = training[3]
@@ -69,8 +78,15 @@ def test_places_from_metadata_csv_win_over_coordinates(tmp_path: Path) -> None:
     for name in ("a.png", "b.png", "c.png"):
         write_image(root / "database" / name)
     write_image(root / "queries" / "q.png")
-    _metadata(root, [("database/a.png", "p7", 0, 0), ("database/b.png", "p7", 0, 40),
-                     ("database/c.png", "p9", 80, 0), ("queries/q.png", "p9", 80, 1)])
+    _metadata(
+        root,
+        [
+            ("database/a.png", "p7", 0, 0),
+            ("database/b.png", "p7", 0, 40),
+            ("database/c.png", "p9", 80, 0),
+            ("queries/q.png", "p9", 80, 1),
+        ],
+    )
     dataset = open_dataset(root, layout="folder")
     training = PlaceTrainingSet.from_place_dataset(dataset, image_size=(8, 8))
     assert [p.name for p in training.paths] == ["a.png", "b.png", "c.png", "q.png"]

@@ -3,6 +3,7 @@
 The reference R@1 of about 0.73 was measured outside the project (images 320x240, mean = std = 0.5,
 GeM p = 3 on the last feature map); see ../shared/data/README.md.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,11 +23,21 @@ TOLERANCE = 0.10
 def corridor_run(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, Path]:
     root = shared_dir / "data" / "corridor"
     dataset = open_dataset(root, allow_pickle=True)  # the VPR-Bench .npy is trusted shared data
-    model = build_model(ModelConfig(backbone="efficientnet_lite0", aggregator="gem", gem_p=3.0,
-                                    gem_learnable=False, image_size=(240, 320)))
+    model = build_model(
+        ModelConfig(
+            backbone="efficientnet_lite0", aggregator="gem", gem_p=3.0, gem_learnable=False, image_size=(240, 320)
+        )
+    )
     out_dir = tmp_path_factory.mktemp("corridor")
-    result = evaluate_dataset(model, dataset, recall_values=(1, 5, 10, 20), batch_size=16,
-                              out_dir=out_dir, save_descriptors=True, progress=False)
+    result = evaluate_dataset(
+        model,
+        dataset,
+        recall_values=(1, 5, 10, 20),
+        batch_size=16,
+        out_dir=out_dir,
+        save_descriptors=True,
+        progress=False,
+    )
     return result, out_dir, root
 
 
@@ -40,7 +51,7 @@ def test_imagenet_efficientnet_gem_reaches_the_reference_recall(corridor_run: tu
 
 @pytest.mark.slow
 def test_recall_equals_brute_force_numpy_on_the_same_descriptors(corridor_run: tuple[dict, Path, Path]) -> None:
-    result, out_dir, root = corridor_run
+    result, _out_dir, root = corridor_run
     queries = np.load(result["files"]["query_descriptors"])
     database = np.load(result["files"]["database_descriptors"])
     # Ground truth read directly, independently of the layout reader: rows [query index, [positives]].

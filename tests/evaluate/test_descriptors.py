@@ -1,4 +1,5 @@
 """Descriptor extraction: row order, memmap output, agreement with the model, bad images."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,11 +36,13 @@ def _write_images(folder: Path, count: int) -> list[Path]:
 
 def test_rows_follow_paths_and_match_the_model(tmp_path: Path, tiny_model: torch.nn.Module) -> None:
     paths = _write_images(tmp_path / "images", 7)
-    in_memory = compute_descriptors(tiny_model, paths, image_size=SIZE, mean=MEAN, std=STD, batch_size=3,
-                                    progress=False)
+    in_memory = compute_descriptors(
+        tiny_model, paths, image_size=SIZE, mean=MEAN, std=STD, batch_size=3, progress=False
+    )
     out_file = tmp_path / "out" / "descriptors.npy"
-    on_disk = compute_descriptors(tiny_model, paths, image_size=SIZE, mean=MEAN, std=STD, batch_size=4,
-                                  out_file=out_file, progress=False)
+    on_disk = compute_descriptors(
+        tiny_model, paths, image_size=SIZE, mean=MEAN, std=STD, batch_size=4, out_file=out_file, progress=False
+    )
     assert isinstance(in_memory, np.memmap) and isinstance(on_disk, np.memmap)
     assert on_disk.shape == (7, 16) and on_disk.dtype == np.float32
     assert np.allclose(np.load(out_file), in_memory, atol=1e-5)
@@ -51,8 +54,9 @@ def test_rows_follow_paths_and_match_the_model(tmp_path: Path, tiny_model: torch
     assert np.allclose(np.linalg.norm(in_memory, axis=1), 1.0, atol=1e-5)
 
 
-def test_bad_image_error_names_the_file_and_zeros_policy_blanks_its_row(tmp_path: Path,
-                                                                        tiny_model: torch.nn.Module) -> None:
+def test_bad_image_error_names_the_file_and_zeros_policy_blanks_its_row(
+    tmp_path: Path, tiny_model: torch.nn.Module
+) -> None:
     paths = _write_images(tmp_path, 3)
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not really a jpeg")
@@ -60,8 +64,9 @@ def test_bad_image_error_names_the_file_and_zeros_policy_blanks_its_row(tmp_path
     with pytest.raises(BadImageError, match=r"broken\.jpg: cannot decode image"):
         compute_descriptors(tiny_model, paths, image_size=SIZE, mean=MEAN, std=STD, progress=False)
     with pytest.warns(UserWarning, match="1 undecodable images"):
-        descriptors = compute_descriptors(tiny_model, paths, image_size=SIZE, mean=MEAN, std=STD,
-                                          on_bad_image="zeros", progress=False)
+        descriptors = compute_descriptors(
+            tiny_model, paths, image_size=SIZE, mean=MEAN, std=STD, on_bad_image="zeros", progress=False
+        )
     assert np.all(descriptors[1] == 0) and np.all(np.abs(descriptors[[0, 2, 3]]).sum(axis=1) > 0)
 
 

@@ -1,4 +1,5 @@
 """evaluate_dataset and `structvpr evaluate`: printed line, JSON, CSV, descriptors, prediction images."""
+
 from __future__ import annotations
 
 import csv
@@ -38,8 +39,16 @@ def tiny_dataset(tmp_path: Path) -> PlaceDataset:
     queries.append(_random_image(tmp_path / "queries" / "far.png", 99))
     database_coords = np.stack([np.zeros(NUM_DATABASE), 100.0 * np.arange(NUM_DATABASE)], axis=1)
     query_coords = np.concatenate([database_coords[:4], [[5000.0, 5000.0]]])
-    return PlaceDataset(name="tiny", split="test", root=tmp_path, database_paths=database, query_paths=queries,
-                        database_coords=database_coords, query_coords=query_coords, threshold_m=25.0)
+    return PlaceDataset(
+        name="tiny",
+        split="test",
+        root=tmp_path,
+        database_paths=database,
+        query_paths=queries,
+        database_coords=database_coords,
+        query_coords=query_coords,
+        threshold_m=25.0,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +59,25 @@ def tiny_model() -> torch.nn.Module:
     return build_model(ModelConfig(pretrained=True, image_size=(32, 32), descriptor_dim=32))
 
 
-def test_evaluate_prints_one_line_and_writes_every_file(tiny_dataset: PlaceDataset, tiny_model: torch.nn.Module,
-                                                        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_evaluate_prints_one_line_and_writes_every_file(
+    tiny_dataset: PlaceDataset, tiny_model: torch.nn.Module, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out_dir = tmp_path / "results"
-    result = evaluate_dataset(tiny_model, tiny_dataset, recall_values=(1, 2), batch_size=4, out_dir=out_dir,
-                              save_descriptors=True, num_preds_to_save=3, progress=False)
+    result = evaluate_dataset(
+        tiny_model,
+        tiny_dataset,
+        recall_values=(1, 2),
+        batch_size=4,
+        out_dir=out_dir,
+        save_descriptors=True,
+        num_preds_to_save=3,
+        progress=False,
+    )
     line = capsys.readouterr().out.strip()
-    assert line == ("tiny test: 5 queries, 6 database, threshold 25 m | R@1: 100.0, R@2: 100.0 | "
-                    "1 queries without positives excluded")
+    assert line == (
+        "tiny test: 5 queries, 6 database, threshold 25 m | R@1: 100.0, R@2: 100.0 | "
+        "1 queries without positives excluded"
+    )
     assert result["recalls"] == {"1": 1.0, "2": 1.0}
     assert (result["num_evaluated"], result["num_excluded"]) == (4, 1)
 
@@ -85,18 +105,25 @@ def test_evaluate_prints_one_line_and_writes_every_file(tiny_dataset: PlaceDatas
         assert row_image.width > 3 * row_image.height  # query + 3 predictions side by side
         # The first prediction is correct: its frame is green.
         tile = (row_image.width - 3 * 4) // 4
-        r, g, b = row_image.getpixel((tile + 4 + 2, row_image.height // 2))
+        r, g, _b = row_image.getpixel((tile + 4 + 2, row_image.height // 2))
         assert g > 150 and r < 100
 
 
-def test_unlabelled_or_empty_datasets_fail_before_extraction(tiny_dataset: PlaceDataset,
-                                                             tiny_model: torch.nn.Module) -> None:
-    unlabelled = PlaceDataset(name="folder", split="all", root=tiny_dataset.root,
-                              database_paths=tiny_dataset.database_paths, query_paths=tiny_dataset.query_paths)
+def test_unlabelled_or_empty_datasets_fail_before_extraction(
+    tiny_dataset: PlaceDataset, tiny_model: torch.nn.Module
+) -> None:
+    unlabelled = PlaceDataset(
+        name="folder",
+        split="all",
+        root=tiny_dataset.root,
+        database_paths=tiny_dataset.database_paths,
+        query_paths=tiny_dataset.query_paths,
+    )
     with pytest.raises(DatasetError, match="no coordinates or ground truth"):
         evaluate_dataset(tiny_model, unlabelled, progress=False)
-    empty = PlaceDataset(name="tiny", split="test", root=tiny_dataset.root,
-                         database_paths=tiny_dataset.database_paths, query_paths=[])
+    empty = PlaceDataset(
+        name="tiny", split="test", root=tiny_dataset.root, database_paths=tiny_dataset.database_paths, query_paths=[]
+    )
     with pytest.raises(DatasetError, match="0 queries"):
         evaluate_dataset(tiny_model, empty, progress=False)
 
@@ -109,8 +136,22 @@ def test_cli_evaluates_a_ground_truth_list_dataset(tmp_path: Path, capsys: pytes
         shutil.copy(root / "ref" / f"{i:03d}.png", root / "query" / f"{i:03d}.png")
     np.save(root / "ground_truth.npy", np.eye(4, dtype=bool))
     out_dir = tmp_path / "out"
-    code = main(["evaluate", str(root), "--image-size", "32", "32", "--recall-values", "1",
-                 "--batch-size", "2", "--out", str(out_dir), "--quiet"])
+    code = main(
+        [
+            "evaluate",
+            str(root),
+            "--image-size",
+            "32",
+            "32",
+            "--recall-values",
+            "1",
+            "--batch-size",
+            "2",
+            "--out",
+            str(out_dir),
+            "--quiet",
+        ]
+    )
     assert code == 0
     assert "4 queries, 4 database" in capsys.readouterr().out
     result = json.loads(next(out_dir.glob("*.json")).read_text())
@@ -125,8 +166,9 @@ def test_cli_names_a_missing_dataset_folder(tmp_path: Path, capsys: pytest.Captu
     assert str(missing) in error and "does not exist" in error and len(error.splitlines()) == 1
 
 
-def test_cli_evaluates_a_saved_model_file(tmp_path: Path, tiny_dataset: PlaceDataset,
-                                          tiny_model: torch.nn.Module, capsys: pytest.CaptureFixture) -> None:
+def test_cli_evaluates_a_saved_model_file(
+    tmp_path: Path, tiny_dataset: PlaceDataset, tiny_model: torch.nn.Module, capsys: pytest.CaptureFixture
+) -> None:
     from structvpr.model.model_file import save_model_file
 
     root = tmp_path / "gt_dataset"
@@ -137,8 +179,19 @@ def test_cli_evaluates_a_saved_model_file(tmp_path: Path, tiny_dataset: PlaceDat
     np.save(root / "ground_truth.npy", np.eye(3, dtype=bool))
     model_path = tmp_path / "model.pt"
     save_model_file(tiny_model, model_path, {"training_data": ["none"]})
-    code = main(["evaluate", str(root), "--model", str(model_path), "--recall-values", "1", "--quiet",
-                 "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "evaluate",
+            str(root),
+            "--model",
+            str(model_path),
+            "--recall-values",
+            "1",
+            "--quiet",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 0
     assert "R@1: 100.0" in capsys.readouterr().out
     result = json.loads(next((tmp_path / "out").glob("*.json")).read_text())

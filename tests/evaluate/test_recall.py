@@ -1,4 +1,5 @@
 """Recall@N and exact search, checked against brute-force numpy."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Fixtures for index tests: single-threaded FAISS and small real descriptors of the corridor images."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -24,8 +25,9 @@ def thumbnail_descriptors(paths: list[Path]) -> np.ndarray:
 
     float32 [N, 192]. Good enough to give a real (non-synthetic) neighbour structure.
     """
-    rows = [np.asarray(Image.open(path).convert("L").resize((16, 12), Image.BILINEAR), np.float32).ravel()
-            for path in paths]
+    rows = [
+        np.asarray(Image.open(path).convert("L").resize((16, 12), Image.BILINEAR), np.float32).ravel() for path in paths
+    ]
     array = np.stack(rows)
     array -= array.mean(axis=1, keepdims=True)
     return (array / np.linalg.norm(array, axis=1, keepdims=True)).astype(np.float32)
@@ -38,4 +40,3 @@ def corridor_descriptors(shared_dir: Path) -> tuple[np.ndarray, np.ndarray, list
     database_paths = sorted((root / "ref").glob("*.jpg"))
     query_paths = sorted((root / "query").glob("*.jpg"))
     return thumbnail_descriptors(database_paths), thumbnail_descriptors(query_paths), database_paths
-

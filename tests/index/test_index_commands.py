@@ -1,4 +1,5 @@
 """`structvpr index build` (resumable) and `structvpr query` on real Corridor images."""
+
 from __future__ import annotations
 
 import json
@@ -18,16 +19,16 @@ from structvpr.model.model_file import save_model_file
 @pytest.fixture(scope="module")
 def small_model_file(tmp_path_factory) -> Path:
     torch.manual_seed(0)
-    network = build_model(ModelConfig(backbone="resnet18", pretrained=False, image_size=(48, 64),
-                                      descriptor_dim=32))
+    network = build_model(ModelConfig(backbone="resnet18", pretrained=False, image_size=(48, 64), descriptor_dim=32))
     path = tmp_path_factory.mktemp("model") / "model.pt"
     save_model_file(network, path, {"train_dataset": "none (random weights)"})
     return path
 
 
 @pytest.mark.slow  # end-to-end: three CLI builds and a query (~15 s of CPU)
-def test_interrupted_build_resumes_and_query_finds_the_map_images(small_model_file, shared_dir: Path,
-                                                                  tmp_path: Path, capsys) -> None:
+def test_interrupted_build_resumes_and_query_finds_the_map_images(
+    small_model_file, shared_dir: Path, tmp_path: Path, capsys
+) -> None:
     source = sorted((shared_dir / "data" / "corridor" / "ref").glob("*.jpg"))[:30]
     map_folder = tmp_path / "map"
     map_folder.mkdir()
@@ -37,8 +38,18 @@ def test_interrupted_build_resumes_and_query_finds_the_map_images(small_model_fi
     damaged = map_folder / source[25].name
     damaged.write_bytes(source[25].read_bytes()[:200])
     out = tmp_path / "index"
-    common = ["index", "build", str(map_folder), "--model", str(small_model_file), "--kind", "flat",
-              "--batch-size", "4", "--quiet"]
+    common = [
+        "index",
+        "build",
+        str(map_folder),
+        "--model",
+        str(small_model_file),
+        "--kind",
+        "flat",
+        "--batch-size",
+        "4",
+        "--quiet",
+    ]
     arguments = [*common, "--out", str(out), "--chunk-size", "10"]
     assert main(arguments) == 1
     assert "cannot decode image" in capsys.readouterr().err
@@ -63,8 +74,23 @@ def test_interrupted_build_resumes_and_query_finds_the_map_images(small_model_fi
 
     capsys.readouterr()
     queries = [str(map_folder / source[3].name), str(map_folder / source[17].name)]
-    assert main(["query", *queries, "--index", str(out), "-k", "3", "--format", "json",
-                 "--save-preds", str(tmp_path / "preds")]) == 0
+    assert (
+        main(
+            [
+                "query",
+                *queries,
+                "--index",
+                str(out),
+                "-k",
+                "3",
+                "--format",
+                "json",
+                "--save-preds",
+                str(tmp_path / "preds"),
+            ]
+        )
+        == 0
+    )
     rows = json.loads(capsys.readouterr().out.split("wrote")[0])
     top1 = [row for row in rows if row["rank"] == 1]
     assert [row["map_path"] for row in top1] == [source[3].name, source[17].name]
@@ -73,7 +99,10 @@ def test_interrupted_build_resumes_and_query_finds_the_map_images(small_model_fi
 
     # A model with another descriptor size is refused with a clear message.
     other = tmp_path / "other.pt"
-    save_model_file(build_model(ModelConfig(backbone="resnet18", pretrained=False, image_size=(48, 64),
-                                            descriptor_dim=16)), other, {})
+    save_model_file(
+        build_model(ModelConfig(backbone="resnet18", pretrained=False, image_size=(48, 64), descriptor_dim=16)),
+        other,
+        {},
+    )
     assert main(["query", queries[0], "--index", str(out), "--model", str(other)]) == 1
     assert "D = 16" in capsys.readouterr().err

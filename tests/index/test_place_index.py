@@ -1,4 +1,5 @@
 """PlaceIndex: every kind finds the exact top-1 on easy data, save/load, metadata, re-ranking, errors."""
+
 from __future__ import annotations
 
 import json
@@ -10,13 +11,11 @@ import pytest
 from structvpr.index import IndexFileError, PlaceIndex
 
 
-def clustered_descriptors(count: int, dim: int, clusters: int, seed: int = 0,
-                          spread: float = 0.3) -> np.ndarray:
+def clustered_descriptors(count: int, dim: int, clusters: int, seed: int = 0, spread: float = 0.3) -> np.ndarray:
     """Unit vectors around `clusters` random centres: float32 [count, dim]."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((clusters, dim)).astype(np.float32)
-    points = centres[rng.integers(0, clusters, count)] + spread * rng.standard_normal((count, dim)).astype(
-        np.float32)
+    points = centres[rng.integers(0, clusters, count)] + spread * rng.standard_normal((count, dim)).astype(np.float32)
     return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -39,8 +38,9 @@ def easy_data() -> tuple[np.ndarray, np.ndarray]:
     return database, (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
 
 
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name == "ivfpq_opq" else name
-                                  for name in KIND_OPTIONS])  # OPQ training alone takes ~8 s
+@pytest.mark.parametrize(
+    "name", [pytest.param(name, marks=pytest.mark.slow) if name == "ivfpq_opq" else name for name in KIND_OPTIONS]
+)  # OPQ training alone takes ~8 s
 def test_each_kind_finds_exact_top1_on_easy_data(name: str, easy_data, tmp_path: Path) -> None:
     database, queries = easy_data
     kind = name.split("_")[0]
@@ -66,8 +66,9 @@ def test_ids_metadata_add_and_round_trip(tmp_path: Path) -> None:
     poses = np.random.default_rng(0).uniform(0, 1000, (400, 2))
     paths = [f"db/{i:05d}.jpg" for i in range(400)]
     ids = np.arange(400, dtype=np.int64) * 10 + 7
-    index = PlaceIndex.build(database[:300], "flat", metadata={"poses": poses[:300], "paths": paths[:300]},
-                             ids=ids[:300])
+    index = PlaceIndex.build(
+        database[:300], "flat", metadata={"poses": poses[:300], "paths": paths[:300]}, ids=ids[:300]
+    )
     index.add(database[300:], ids=ids[300:], metadata={"poses": poses[300:], "paths": paths[300:]})
     assert len(index) == 400
     result = index.search(database[[5, 350]], k=1)
@@ -77,7 +78,12 @@ def test_ids_metadata_add_and_round_trip(tmp_path: Path) -> None:
     index.save(tmp_path / "map")
     index.save(tmp_path / "map")  # replacing an existing index works
     assert sorted(p.name for p in (tmp_path / "map").iterdir()) == [
-        "ids.npy", "index.faiss", "manifest.json", "meta_paths.npy", "meta_poses.npy"]
+        "ids.npy",
+        "index.faiss",
+        "manifest.json",
+        "meta_paths.npy",
+        "meta_poses.npy",
+    ]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging leftovers
     loaded = PlaceIndex.load(tmp_path / "map")
     again = loaded.search(database[[5, 350]], k=1)

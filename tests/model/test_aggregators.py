@@ -1,4 +1,5 @@
 """Aggregators: output shapes, GeM limits, NetVLAD k-means initialisation, MixVPR geometry."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -55,8 +56,9 @@ def test_mixvpr_output_dimension_and_fixed_spatial_size() -> None:
 
 @pytest.mark.parametrize(("name", "expected_dim"), [("gem", 40), ("netvlad", 40 * 8), ("mixvpr", 64 * 2)])
 def test_build_aggregator_reports_its_output_dimension(name: str, expected_dim: int) -> None:
-    module, dim = build_aggregator(name, 40, feature_size=(2, 3), netvlad_clusters=8,
-                                   mixvpr_out_channels=64, mixvpr_out_rows=2)
+    module, dim = build_aggregator(
+        name, 40, feature_size=(2, 3), netvlad_clusters=8, mixvpr_out_channels=64, mixvpr_out_rows=2
+    )
     assert dim == expected_dim
     assert module(torch.rand(2, 40, 2, 3)).shape == (2, expected_dim)
 

@@ -1,4 +1,5 @@
 """Backbones: 4 levels at strides 4/8/16/32, first-conv adaptation, freezing, no downloads."""
+
 from __future__ import annotations
 
 import math
@@ -24,7 +25,7 @@ def test_levels_shapes_and_strides(name: str) -> None:
     with torch.no_grad():
         levels = backbone(torch.randn(2, 3, 64, 96))
     assert len(levels) == 4
-    for level, stride, level_channels in zip(levels, (4, 8, 16, 32), channels):
+    for level, stride, level_channels in zip(levels, (4, 8, 16, 32), channels, strict=False):
         assert level.shape == (2, level_channels, math.ceil(64 / stride), math.ceil(96 / stride))
 
 
@@ -37,7 +38,7 @@ def test_pretrained_efficientnet_backbone_equals_the_classifier_features() -> No
     reference.eval()
     images = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        for ours, theirs in zip(backbone(images), reference.forward_levels(images)):
+        for ours, theirs in zip(backbone(images), reference.forward_levels(images), strict=False):
             assert torch.equal(ours, theirs)
 
 

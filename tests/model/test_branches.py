@@ -1,4 +1,5 @@
 """SegBranch (teacher) and RGBTrainingModel (student in training)."""
+
 from __future__ import annotations
 
 import pytest
@@ -37,7 +38,7 @@ def test_seg_branch_descriptor_is_normalised_concatenation(tmp_path) -> None:
     assert out.descriptor.shape == (2, branch.descriptor_dim) == (2, 1280 + 2 * 5 * 16)
     assert torch.allclose(out.descriptor.norm(dim=1), torch.ones(2), atol=1e-5)
     # label_weight = 1: both halves carry the same weight (1/sqrt 2 each).
-    assert torch.allclose(out.descriptor[:, :1280] * 2 ** 0.5, out.global_descriptor, atol=1e-5)
+    assert torch.allclose(out.descriptor[:, :1280] * 2**0.5, out.global_descriptor, atol=1e-5)
     save_seg_branch(branch, tmp_path / "seg.pt", {"stage": 1})
     loaded, metadata = load_seg_branch(tmp_path / "seg.pt")
     assert metadata == {"stage": 1} and loaded.label_config == LABEL_CONFIG

@@ -1,4 +1,5 @@
 """EfficientNet-Lite0: strict loading of the shipped ImageNet weights and TF 'SAME' geometry."""
+
 from __future__ import annotations
 
 import math
@@ -42,7 +43,7 @@ def test_levels_have_strides_4_8_16_32_rounded_up(size: tuple[int, int]) -> None
     model = EfficientNetLite0(num_classes=None).eval()
     with torch.no_grad():
         levels = model.forward_levels(torch.zeros(1, 3, *size))
-    for level, stride, channels in zip(levels, (4, 8, 16, 32), (24, 40, 112, 1280)):
+    for level, stride, channels in zip(levels, (4, 8, 16, 32), (24, 40, 112, 1280), strict=False):
         assert level.shape == (1, channels, math.ceil(size[0] / stride), math.ceil(size[1] / stride))
 
 

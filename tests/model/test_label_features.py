@@ -1,4 +1,5 @@
 """Label-specific features: masked pooling, absent and excluded classes, variants, shared weighting."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,7 +21,7 @@ SIZES = [(16, 16), (8, 8), (4, 4), (2, 2)]
 
 def _levels(batch: int = 2, seed: int = 0) -> list[torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    return [torch.randn(batch, c, h, w, generator=generator) for c, (h, w) in zip(LEVEL_CHANNELS, SIZES)]
+    return [torch.randn(batch, c, h, w, generator=generator) for c, (h, w) in zip(LEVEL_CHANNELS, SIZES, strict=False)]
 
 
 def _one_hot(label_map: torch.Tensor, num_classes: int = 4) -> torch.Tensor:
@@ -72,19 +73,22 @@ def test_excluded_class_region_does_not_change_the_descriptor() -> None:
     changed = [level.clone() for level in levels]
     for level in changed:  # perturb only the dynamic (class 3) quadrant of image 0
         h, w = level.shape[-2:]
-        level[0, :, h // 2:, w // 2:] += 5.0 * torch.randn_like(level[0, :, h // 2:, w // 2:])
+        level[0, :, h // 2 :, w // 2 :] += 5.0 * torch.randn_like(level[0, :, h // 2 :, w // 2 :])
     before, after = head(levels, one_hot).descriptor, head(changed, one_hot).descriptor
     assert torch.allclose(before, after, atol=1e-6)
-    kept = LabelFeatureHead(LabelFeatureConfig(num_classes=4, exclude_classes=(), levels=(1, 2, 3),
-                                               label_dim=16), LEVEL_CHANNELS).eval()
+    kept = LabelFeatureHead(
+        LabelFeatureConfig(num_classes=4, exclude_classes=(), levels=(1, 2, 3), label_dim=16), LEVEL_CHANNELS
+    ).eval()
     assert not torch.allclose(kept(levels, one_hot).descriptor, kept(changed, one_hot).descriptor)
 
 
-@pytest.mark.parametrize("variant,units,dim", [("lc", 3, 3 * 16), ("mc", 2, 2 * 16),
-                                               ("lmc", 6, 6 * 16), ("mlp", 6, 32)])
+@pytest.mark.parametrize(
+    "variant,units,dim", [("lc", 3, 3 * 16), ("mc", 2, 2 * 16), ("lmc", 6, 6 * 16), ("mlp", 6, 32)]
+)
 def test_variants_have_the_documented_shapes(variant: str, units: int, dim: int) -> None:
-    config = LabelFeatureConfig(num_classes=4, exclude_classes=(3,), levels=(2, 3), label_dim=16,
-                                variant=variant, mlp_dim=32)
+    config = LabelFeatureConfig(
+        num_classes=4, exclude_classes=(3,), levels=(2, 3), label_dim=16, variant=variant, mlp_dim=32
+    )
     head = LabelFeatureHead(config, LEVEL_CHANNELS)
     out = head(_levels(), _one_hot(_label_map()))
     assert out.units.shape == (2, units, 16)
@@ -106,8 +110,9 @@ def test_weighting_module_is_shared_and_scales_features() -> None:
 
 def test_mask_head_learns_the_masks() -> None:
     torch.manual_seed(0)
-    config = LabelFeatureConfig(num_classes=4, exclude_classes=(3,), levels=(2, 3), label_dim=16,
-                                mask_head=True, mask_head_level=2)
+    config = LabelFeatureConfig(
+        num_classes=4, exclude_classes=(3,), levels=(2, 3), label_dim=16, mask_head=True, mask_head_level=2
+    )
     head = LabelFeatureHead(config, LEVEL_CHANNELS)
     levels, one_hot = _levels(), _one_hot(_label_map())
     levels[2] = levels[2] + 3.0 * torch.nn.functional.adaptive_avg_pool2d(one_hot, (4, 4)).repeat(1, 4, 1, 1)

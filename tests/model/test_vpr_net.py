@@ -1,4 +1,5 @@
 """VPRNet and ModelConfig: descriptor shapes, unit norm, feature reuse, config round trip, scripting."""
+
 from __future__ import annotations
 
 import json
@@ -10,12 +11,16 @@ from structvpr.data.images import IMAGENET_MEAN
 from structvpr.model import ModelConfig, VPRNet, build_model
 
 
-@pytest.mark.parametrize(("aggregator", "descriptor_dim", "expected_dim"), [
-    ("gem", None, 1280), ("gem", 64, 64), ("netvlad", 128, 128), ("mixvpr", None, 1024)])
-def test_descriptors_have_the_announced_dimension_and_unit_norm(aggregator: str, descriptor_dim: int | None,
-                                                                expected_dim: int) -> None:
-    config = ModelConfig(aggregator=aggregator, descriptor_dim=descriptor_dim, pretrained=False,
-                         image_size=(64, 96), netvlad_clusters=8)
+@pytest.mark.parametrize(
+    ("aggregator", "descriptor_dim", "expected_dim"),
+    [("gem", None, 1280), ("gem", 64, 64), ("netvlad", 128, 128), ("mixvpr", None, 1024)],
+)
+def test_descriptors_have_the_announced_dimension_and_unit_norm(
+    aggregator: str, descriptor_dim: int | None, expected_dim: int
+) -> None:
+    config = ModelConfig(
+        aggregator=aggregator, descriptor_dim=descriptor_dim, pretrained=False, image_size=(64, 96), netvlad_clusters=8
+    )
     model = build_model(config).eval()
     images = torch.randn(3, 3, 64, 96)
     with torch.no_grad():

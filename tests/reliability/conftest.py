@@ -1,4 +1,5 @@
 """Fixtures of the reliability suite: a small synthetic town (12 places, 32x48 px)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -11,8 +11,10 @@ Two ways to pick the moment of a `kill -9`:
   or one file of a set is renamed and the next is not). Nothing is mocked: the real command runs
   and the real kernel kills it.
 """
+
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -62,12 +64,12 @@ def structvpr_command(*args: str | Path) -> list[str]:
 
 def run_structvpr(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the CLI to the end in a child process; returns the completed process (text output)."""
-    return subprocess.run(structvpr_command(*args), capture_output=True, text=True, env=child_env(),
-                          timeout=timeout)
+    return subprocess.run(structvpr_command(*args), capture_output=True, text=True, env=child_env(), timeout=timeout)
 
 
-def run_killed_at_replace(*args: str | Path, pattern: str, nth: int = 1, when: str = "after",
-                          timeout: float = 300) -> subprocess.CompletedProcess:
+def run_killed_at_replace(
+    *args: str | Path, pattern: str, nth: int = 1, when: str = "after", timeout: float = 300
+) -> subprocess.CompletedProcess:
     """Run the CLI and SIGKILL it just `when` ("before" | "after") the n-th `os.replace` whose
     destination matches the regular expression `pattern`.
 
@@ -78,11 +80,17 @@ def run_killed_at_replace(*args: str | Path, pattern: str, nth: int = 1, when: s
         raise ValueError(f"when must be 'before' or 'after', got {when!r}")
     env = child_env()
     env.update(STRUCTVPR_KILL_PATTERN=pattern, STRUCTVPR_KILL_NTH=str(nth), STRUCTVPR_KILL_WHEN=when)
-    result = subprocess.run([sys.executable, "-c", _KILL_AT_REPLACE, *map(str, args)], capture_output=True,
-                            text=True, env=env, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-c", _KILL_AT_REPLACE, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
     assert result.returncode == -signal.SIGKILL, (
         f"expected SIGKILL {when} rename #{nth} matching {pattern!r}, got exit code {result.returncode}:\n"
-        f"{result.stderr[-3000:]}")
+        f"{result.stderr[-3000:]}"
+    )
     return result
 
 
@@ -90,8 +98,9 @@ def start(*args: str | Path, log: Path) -> subprocess.Popen:
     """Start the CLI in a new process group (so kill_group also reaches DataLoader workers);
     stdout and stderr go to `log`."""
     with open(log, "wb") as handle:
-        return subprocess.Popen(structvpr_command(*args), stdout=handle, stderr=subprocess.STDOUT,
-                                env=child_env(), start_new_session=True)
+        return subprocess.Popen(
+            structvpr_command(*args), stdout=handle, stderr=subprocess.STDOUT, env=child_env(), start_new_session=True
+        )
 
 
 def wait_until(process: subprocess.Popen, condition: Callable[[], bool], timeout: float, log: Path) -> None:
@@ -99,8 +108,10 @@ def wait_until(process: subprocess.Popen, condition: Callable[[], bool], timeout
     deadline = time.monotonic() + timeout
     while not condition():
         if process.poll() is not None:
-            raise AssertionError(f"process ended (exit {process.returncode}) before the kill point:\n"
-                                 f"{log.read_text(errors='replace')[-3000:]}")
+            raise AssertionError(
+                f"process ended (exit {process.returncode}) before the kill point:\n"
+                f"{log.read_text(errors='replace')[-3000:]}"
+            )
         if time.monotonic() > deadline:
             kill_group(process)
             raise AssertionError(f"kill point not reached in {timeout} s:\n{log.read_text(errors='replace')[-3000:]}")
@@ -111,10 +122,8 @@ def kill_group(process: subprocess.Popen) -> bool:
     """SIGKILL the process group of `process` (started by `start`); returns whether it was still
     running at that moment (False: it had already finished, so nothing was interrupted)."""
     running = process.poll() is None
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait()
     return running
 

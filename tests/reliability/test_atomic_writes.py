@@ -1,4 +1,5 @@
 """A write that fails half-way (a file-size limit stands in for a full disk) keeps the old file."""
+
 from __future__ import annotations
 
 import subprocess

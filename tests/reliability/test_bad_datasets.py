@@ -1,4 +1,5 @@
 """Malformed datasets on disk: each gives one DatasetError that names the file and the problem."""
+
 from __future__ import annotations
 
 import csv
@@ -42,17 +43,19 @@ def test_utm_empty_split_names_the_folder(tmp_path: Path) -> None:
 
 def test_utm_missing_split(tmp_path: Path) -> None:
     utm_split(tmp_path / "ds")
-    with pytest.raises(DatasetError,
-                       match=r"images/val: split 'val' does not exist \(available: \['test'\]\)"):
+    with pytest.raises(DatasetError, match=r"images/val: split 'val' does not exist \(available: \['test'\]\)"):
         open_dataset(tmp_path / "ds", split="val")
 
 
-@pytest.mark.parametrize("line, problem", [
-    ("../../../../etc/passwd@1@2@.jpg", "points outside the dataset root"),
-    ("/etc/@1@2@.jpg", "points outside the dataset root"),
-    ("DUPLICATE", "duplicate image path"),
-    ("@9@9@missing@.jpg", "listed image\\(s\\) not found"),
-])
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ("../../../../etc/passwd@1@2@.jpg", "points outside the dataset root"),
+        ("/etc/@1@2@.jpg", "points outside the dataset root"),
+        ("DUPLICATE", "duplicate image path"),
+        ("@9@9@missing@.jpg", "listed image\\(s\\) not found"),
+    ],
+)
 def test_utm_images_paths_txt_problems(tmp_path: Path, line: str, problem: str) -> None:
     folder = utm_split(tmp_path / "ds")
     first = sorted(p.name for p in (folder / "database").iterdir())[0]
@@ -64,21 +67,32 @@ def test_utm_images_paths_txt_problems(tmp_path: Path, line: str, problem: str) 
 
 def test_mat_without_dbstruct(tmp_path: Path) -> None:
     scipy.io.savemat(tmp_path / "pitts30k_test.mat", {"something": np.zeros(3)})
-    with pytest.raises(DatasetError,
-                       match=r"pitts30k_test.mat: no dbStruct struct \(variables: \['something'\]\)"):
+    with pytest.raises(DatasetError, match=r"pitts30k_test.mat: no dbStruct struct \(variables: \['something'\]\)"):
         open_dataset(tmp_path)
 
 
 def test_mat_with_missing_fields_and_wrong_counts(tmp_path: Path) -> None:
-    scipy.io.savemat(tmp_path / "a.mat",
-                     {"dbStruct": {"whichSet": "test", "dbImage": np.array(["x.jpg"], dtype=object)}})
+    scipy.io.savemat(
+        tmp_path / "a.mat", {"dbStruct": {"whichSet": "test", "dbImage": np.array(["x.jpg"], dtype=object)}}
+    )
     with pytest.raises(DatasetError, match=r"a.mat: dbStruct lacks field\(s\) \['utmDb', 'qImage', 'utmQ'\]"):
         open_dataset(tmp_path / "a.mat")
     image(tmp_path / "b" / "000" / "d.jpg")
     image(tmp_path / "b" / "queries_real" / "q.jpg")
-    scipy.io.savemat(tmp_path / "b" / "pitts30k_val.mat", {"dbStruct": {
-        "whichSet": "val", "dbImage": np.array(["000/d.jpg"], dtype=object), "utmDb": np.zeros((2, 1)),
-        "qImage": np.array(["q.jpg"], dtype=object), "utmQ": np.zeros((2, 1)), "numDb": 5, "numQ": 1}})
+    scipy.io.savemat(
+        tmp_path / "b" / "pitts30k_val.mat",
+        {
+            "dbStruct": {
+                "whichSet": "val",
+                "dbImage": np.array(["000/d.jpg"], dtype=object),
+                "utmDb": np.zeros((2, 1)),
+                "qImage": np.array(["q.jpg"], dtype=object),
+                "utmQ": np.zeros((2, 1)),
+                "numDb": 5,
+                "numQ": 1,
+            }
+        },
+    )
     with pytest.raises(DatasetError, match=r"pitts30k_val.mat: dbStruct.numDb = 5 but 1 images listed"):
         open_dataset(tmp_path / "b")
 
@@ -86,20 +100,29 @@ def test_mat_with_missing_fields_and_wrong_counts(tmp_path: Path) -> None:
 def test_mat_image_path_escaping_root(tmp_path: Path) -> None:
     image(tmp_path / "p" / "queries_real" / "q.jpg")
     image(tmp_path / "p" / "000" / "d.jpg")
-    scipy.io.savemat(tmp_path / "p" / "pitts30k_test.mat", {"dbStruct": {
-        "dbImage": np.array(["000/d.jpg", "../../secret.jpg"], dtype=object), "utmDb": np.zeros((2, 2)),
-        "qImage": np.array(["q.jpg"], dtype=object), "utmQ": np.zeros((2, 1))}})
-    with pytest.raises(DatasetError,
-                       match=r"pitts30k_test.mat: image path '../../secret.jpg' points outside"):
+    scipy.io.savemat(
+        tmp_path / "p" / "pitts30k_test.mat",
+        {
+            "dbStruct": {
+                "dbImage": np.array(["000/d.jpg", "../../secret.jpg"], dtype=object),
+                "utmDb": np.zeros((2, 2)),
+                "qImage": np.array(["q.jpg"], dtype=object),
+                "utmQ": np.zeros((2, 1)),
+            }
+        },
+    )
+    with pytest.raises(DatasetError, match=r"pitts30k_test.mat: image path '../../secret.jpg' points outside"):
         open_dataset(tmp_path / "p")
 
 
 def _msls_city(root: Path, post_header: list[str], key: str = "k1") -> Path:
     side = root / "train_val" / "cph" / "query"
     image(side / "images" / "k1.jpg")
-    for name, header, row in (("raw.csv", ["key", "pano"], [key, "False"]),
-                              ("postprocessed.csv", post_header, [key, "1.0", "2.0"][:len(post_header)]),
-                              ("subtask_index.csv", ["key", "all"], [key, "True"])):
+    for name, header, row in (
+        ("raw.csv", ["key", "pano"], [key, "False"]),
+        ("postprocessed.csv", post_header, [key, "1.0", "2.0"][: len(post_header)]),
+        ("subtask_index.csv", ["key", "all"], [key, "True"]),
+    ):
         with open(side / name, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["", *header])
@@ -138,8 +161,7 @@ def gt_folders(root: Path, queries: int = 2, database: int = 2) -> None:
 def test_npz_with_wrong_fields(tmp_path: Path) -> None:
     gt_folders(tmp_path)
     np.savez(tmp_path / "gt.npz", utm_queries=np.zeros((2, 2)))
-    with pytest.raises(DatasetError,
-                       match=r"gt.npz: expected arrays utmQ \+ utmDb .* found \['utm_queries'\]"):
+    with pytest.raises(DatasetError, match=r"gt.npz: expected arrays utmQ \+ utmDb .* found \['utm_queries'\]"):
         open_dataset(tmp_path)
 
 
@@ -152,8 +174,12 @@ def test_npz_row_count_mismatch(tmp_path: Path) -> None:
 
 def test_npz_image_names_escaping_root(tmp_path: Path) -> None:
     gt_folders(tmp_path)
-    np.savez(tmp_path / "gt.npz", utmQ=np.zeros((2, 2)), utmDb=np.zeros((2, 2)),
-             qImage=np.array(["0000000.jpg", "../../../etc/hosts"]))
+    np.savez(
+        tmp_path / "gt.npz",
+        utmQ=np.zeros((2, 2)),
+        utmDb=np.zeros((2, 2)),
+        qImage=np.array(["0000000.jpg", "../../../etc/hosts"]),
+    )
     with pytest.raises(DatasetError, match=r"gt.npz: image path '../../../etc/hosts' points outside"):
         open_dataset(tmp_path)
 

@@ -1,4 +1,5 @@
 """load_rgb on every kind of awkward image file, each written for real in the test."""
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,7 @@ def test_truncated_jpeg(tmp_path: Path) -> None:
     Image.fromarray(whole).save(tmp_path / "whole.jpg", quality=95)
     data = (tmp_path / "whole.jpg").read_bytes()
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
-    with pytest.raises(BadImageError,
-                       match=r"cut.jpg: cannot decode image \(OSError: image file is truncated"):
+    with pytest.raises(BadImageError, match=r"cut.jpg: cannot decode image \(OSError: image file is truncated"):
         load_rgb(tmp_path / "cut.jpg")
 
 
@@ -61,9 +61,9 @@ def test_grayscale_becomes_three_equal_channels(tmp_path: Path) -> None:
 
 def test_rgba_transparency_composited_on_black(tmp_path: Path) -> None:
     rgba = np.zeros((2, 2, 4), dtype=np.uint8)
-    rgba[0, 0] = (10, 200, 30, 255)   # opaque
-    rgba[0, 1] = (250, 250, 250, 0)   # fully transparent
-    rgba[1, 0] = (200, 100, 0, 128)   # half transparent
+    rgba[0, 0] = (10, 200, 30, 255)  # opaque
+    rgba[0, 1] = (250, 250, 250, 0)  # fully transparent
+    rgba[1, 0] = (200, 100, 0, 128)  # half transparent
     Image.fromarray(rgba, mode="RGBA").save(tmp_path / "alpha.png")
     pixels = np.asarray(load_rgb(tmp_path / "alpha.png"))
     assert pixels[0, 0].tolist() == [10, 200, 30]
@@ -99,15 +99,15 @@ def test_palette_images_with_and_without_transparency(tmp_path: Path) -> None:
 
 def test_exif_orientation_applied(tmp_path: Path) -> None:
     array = np.zeros((4, 8, 3), dtype=np.uint8)
-    array[:, :4] = (255, 0, 0)   # left half red
-    array[:, 4:] = (0, 0, 255)   # right half blue
+    array[:, :4] = (255, 0, 0)  # left half red
+    array[:, 4:] = (0, 0, 255)  # right half blue
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 clockwise to display"
     Image.fromarray(array).save(tmp_path / "rotated.jpg", exif=exif, quality=100)
     image = load_rgb(tmp_path / "rotated.jpg")
     assert image.size == (4, 8)  # displayed portrait
     pixels = np.asarray(image).astype(int)
-    assert pixels[1, 2, 0] > 200 and pixels[1, 2, 2] < 60   # the left side is now on top
+    assert pixels[1, 2, 0] > 200 and pixels[1, 2, 2] < 60  # the left side is now on top
     assert pixels[6, 2, 2] > 200 and pixels[6, 2, 0] < 60
 
 
@@ -116,9 +116,9 @@ def _png_claiming_size(path: Path, width: int, height: int) -> Path:
     Image.new("RGB", (1, 1)).save(path)
     data = bytearray(path.read_bytes())
     ihdr_start = 8 + 8  # signature, then length + b"IHDR"
-    data[ihdr_start:ihdr_start + 8] = struct.pack(">II", width, height)
-    crc = zlib.crc32(bytes(data[12:ihdr_start + 13])) & 0xFFFFFFFF
-    data[ihdr_start + 13:ihdr_start + 17] = struct.pack(">I", crc)
+    data[ihdr_start : ihdr_start + 8] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[12 : ihdr_start + 13])) & 0xFFFFFFFF
+    data[ihdr_start + 13 : ihdr_start + 17] = struct.pack(">I", crc)
     path.write_bytes(bytes(data))
     return path
 
@@ -136,8 +136,7 @@ def test_huge_image_refused_without_exhausting_memory(tmp_path: Path) -> None:
 
 def test_large_jpeg_refused_or_downscaled_while_decoding(tmp_path: Path) -> None:
     big = jpeg(tmp_path / "big.jpg", size=(2400, 1600))
-    with pytest.raises(BadImageError,
-                       match=r"big.jpg: image is 2400x1600 pixels, above the limit of 1000000"):
+    with pytest.raises(BadImageError, match=r"big.jpg: image is 2400x1600 pixels, above the limit of 1000000"):
         load_rgb(big, max_pixels=1_000_000)
     small = load_rgb(big, max_side=300, max_pixels=1_000_000)  # libjpeg decodes at 1/8 scale
     assert small.size == (300, 200)

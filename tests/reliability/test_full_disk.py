@@ -5,6 +5,7 @@ with EFBIG, exactly where a full disk fails with ENOSPC; it then rewrites a chec
 folder and a descriptor file that already exist. tests/reliability/test_atomic_writes.py covers
 the bare atomic_write_bytes; this file covers the writers built on it.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -48,8 +49,13 @@ _REWRITE_UNDER_A_FULL_DISK = textwrap.dedent("""
 
 
 def rewrite_under_full_disk(what: str, target: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", _REWRITE_UNDER_A_FULL_DISK, what, str(target)],
-                          capture_output=True, text=True, env=child_env(), timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", _REWRITE_UNDER_A_FULL_DISK, what, str(target)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=300,
+    )
 
 
 def test_checkpoint_rewrite_on_a_full_disk_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
@@ -101,14 +107,28 @@ def test_the_same_writes_succeed_without_the_limit(tmp_path: Path) -> None:
 
     Image.new("RGB", (8, 8), (1, 2, 3)).save(tmp_path / "tiny.png")
     script = _REWRITE_UNDER_A_FULL_DISK.replace("limit = 64 * 1024", "limit = resource.RLIM_INFINITY")
-    script = script.replace("what, target = sys.argv[1], Path(sys.argv[2])",
-                            "for what, target in zip(sys.argv[1::2], map(Path, sys.argv[2::2])):")
-    body = script[script.index("signal.signal"):]
-    script = script[:script.index("signal.signal")] + textwrap.indent(body, "    ")
-    result = subprocess.run([sys.executable, "-c", script,
-                             *(item for what in ("checkpoint", "index", "descriptors")
-                               for item in (what, str(tmp_path / f"{what}.out")))],
-                            capture_output=True, text=True, env=child_env(), timeout=300)
+    script = script.replace(
+        "what, target = sys.argv[1], Path(sys.argv[2])",
+        "for what, target in zip(sys.argv[1::2], map(Path, sys.argv[2::2])):",
+    )
+    body = script[script.index("signal.signal") :]
+    script = script[: script.index("signal.signal")] + textwrap.indent(body, "    ")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            *(
+                item
+                for what in ("checkpoint", "index", "descriptors")
+                for item in (what, str(tmp_path / f"{what}.out"))
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert torch.load(tmp_path / "checkpoint.out", weights_only=True)["epoch"] == 2
     assert np.load(tmp_path / "descriptors.out", allow_pickle=False).shape == (64, 512)

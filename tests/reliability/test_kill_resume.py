@@ -11,6 +11,7 @@ cache killed (tests/segment/test_segment_command.py), demo killed (tests/test_de
 clean stop + resume and NaN stop (tests/train/test_stage1.py), index build stopped by a bad image
 (tests/index/test_index_commands.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -81,8 +82,7 @@ def training_runs(town: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     resumed = run_structvpr("train", "--config", config, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert reference.wait(timeout=300) == 0, reference_log.read_text(errors="replace")[-3000:]
-    return {"run_dir": run_dir, "killed_at_epoch": killed_at_epoch,
-            "reference": root / "reference" / "stage1-rgb"}
+    return {"run_dir": run_dir, "killed_at_epoch": killed_at_epoch, "reference": root / "reference" / "stage1-rgb"}
 
 
 @pytest.mark.slow  # three Stage I processes, two of them side by side
@@ -124,8 +124,12 @@ def test_resumed_training_keeps_the_metrics_of_the_epochs_before_the_kill(traini
 
     def logged_values(run_dir: Path) -> set[tuple[str, str, str, str]]:
         with open(run_dir / "logs" / "metrics.csv", newline="") as handle:
-            return {(row["epoch"], row["step"], key, value) for row in csv.DictReader(handle)
-                    for key, value in row.items() if value and key not in ("epoch", "step")}
+            return {
+                (row["epoch"], row["step"], key, value)
+                for row in csv.DictReader(handle)
+                for key, value in row.items()
+                if value and key not in ("epoch", "step")
+            }
 
     resumed, reference = logged_values(training_runs["run_dir"]), logged_values(training_runs["reference"])
     assert sorted({int(epoch) for epoch, *_ in resumed}) == [0, 1, 2]
@@ -156,10 +160,15 @@ def _partition_outputs(folder: Path) -> dict[str, np.ndarray]:
 
     partition = load_partition(folder / "partition.npz")
     cache = load_teacher_cache(folder / "teacher_cache")
-    return {"ranks": np.stack([partition.teacher_rank, partition.student_rank]), "groups": partition.groups,
-            "weights": partition.weights, "paths": np.asarray(partition.sample_paths),
-            "cache_global": np.asarray(cache.global_descriptors), "cache_weights": np.asarray(cache.weights),
-            "cache_units": np.asarray(cache.units, dtype=np.float32)}
+    return {
+        "ranks": np.stack([partition.teacher_rank, partition.student_rank]),
+        "groups": partition.groups,
+        "weights": partition.weights,
+        "paths": np.asarray(partition.sample_paths),
+        "cache_global": np.asarray(cache.global_descriptors),
+        "cache_weights": np.asarray(cache.weights),
+        "cache_units": np.asarray(cache.units, dtype=np.float32),
+    }
 
 
 def _assert_partition_state_readable(folder: Path) -> None:
@@ -197,8 +206,13 @@ def partition_setup(town: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
         assert main(["partition", "--config", str(config), "--output", str(root / "reference")]) == 0
     finally:
         torch.set_num_threads(threads)
-    return {"root": root, "config": config, "teacher": teacher, "student": student,
-            "reference": _partition_outputs(root / "reference")}
+    return {
+        "root": root,
+        "config": config,
+        "teacher": teacher,
+        "student": student,
+        "reference": _partition_outputs(root / "reference"),
+    }
 
 
 @pytest.mark.slow  # three partition processes (~8 s each)
@@ -224,8 +238,9 @@ def test_partition_killed_at_each_commit_point_then_rerun_gives_the_same_outputs
 
 
 @pytest.mark.slow
-def test_partition_killed_while_rewriting_the_cache_never_leaves_a_mixed_cache(partition_setup: dict,
-                                                                                tmp_path: Path) -> None:
+def test_partition_killed_while_rewriting_the_cache_never_leaves_a_mixed_cache(
+    partition_setup: dict, tmp_path: Path
+) -> None:
     from structvpr.io_utils import sha256_of_file
     from structvpr.model.branches import load_seg_branch, save_seg_branch
     from structvpr.train.partition import PartitionFileError, load_teacher_cache
@@ -239,15 +254,25 @@ def test_partition_killed_while_rewriting_the_cache_never_leaves_a_mixed_cache(p
         for parameter in branch.parameters():
             parameter.mul_(1.5)
     save_seg_branch(branch, teacher_b, metadata)
-    run_killed_at_replace("partition", "--config", config, "--output", out, "--teacher", teacher_b,
-                          pattern=r"/global_descriptors\.npy$", when="after")
+    run_killed_at_replace(
+        "partition",
+        "--config",
+        config,
+        "--output",
+        out,
+        "--teacher",
+        teacher_b,
+        pattern=r"/global_descriptors\.npy$",
+        when="after",
+    )
     try:
         cache = load_teacher_cache(out / "teacher_cache")
     except PartitionFileError:
         return  # refused as incomplete: acceptable
     assert cache.metadata["teacher_sha256"] == sha256_of_file(teacher_b), (
         "the cache loads as complete, but its manifest names the previous teacher while its global "
-        "descriptors come from the new one")
+        "descriptors come from the new one"
+    )
 
 
 # ----------------------------------------------------------------------------------- index build
@@ -266,22 +291,56 @@ def index_setup(town: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
         shutil.copy(image, map_folder / image.name)
     torch.manual_seed(0)
     model_path = root / "model.pt"
-    save_model_file(build_model(ModelConfig(backbone="efficientnet_lite0", pretrained=False,
-                                            image_size=(32, 48), descriptor_dim=32)), model_path, {})
+    save_model_file(
+        build_model(
+            ModelConfig(backbone="efficientnet_lite0", pretrained=False, image_size=(32, 48), descriptor_dim=32)
+        ),
+        model_path,
+        {},
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert main(["index", "build", str(map_folder), "--model", str(model_path), "--out",
-                     str(root / "reference"), "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "index",
+                    "build",
+                    str(map_folder),
+                    "--model",
+                    str(model_path),
+                    "--out",
+                    str(root / "reference"),
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
     finally:
         torch.set_num_threads(threads)
-    return {"root": root, "map": map_folder, "model": model_path,
-            "reference": PlaceIndex.load(root / "reference").stored_vectors()}
+    return {
+        "root": root,
+        "map": map_folder,
+        "model": model_path,
+        "reference": PlaceIndex.load(root / "reference").stored_vectors(),
+    }
 
 
 def _index_build_arguments(setup: dict, out: Path) -> tuple:
-    return ("index", "build", setup["map"], "--model", setup["model"], "--out", out, "--chunk-size", "8",
-            "--batch-size", "4", "--quiet")
+    return (
+        "index",
+        "build",
+        setup["map"],
+        "--model",
+        setup["model"],
+        "--out",
+        out,
+        "--chunk-size",
+        "8",
+        "--batch-size",
+        "4",
+        "--quiet",
+    )
 
 
 def _assert_same_index(out: Path, setup: dict) -> None:
@@ -321,14 +380,16 @@ def test_index_build_killed_at_a_random_point_resumes_with_its_chunks(index_setu
 
 
 @pytest.mark.slow
-def test_index_build_killed_before_a_chunk_rename_and_inside_the_save_resumes(index_setup: dict,
-                                                                             tmp_path: Path) -> None:
+def test_index_build_killed_before_a_chunk_rename_and_inside_the_save_resumes(
+    index_setup: dict, tmp_path: Path
+) -> None:
     out = tmp_path / "index"
     arguments = _index_build_arguments(index_setup, out)
     # A chunk fully written to its temporary file, not renamed: the resume must recompute it.
     run_killed_at_replace(*arguments, pattern=r"chunk_000003\.npy$", when="before")
     assert sorted(p.name for p in (tmp_path / "index.partial").glob("chunk_*.npy")) == [
-        f"chunk_{n:06d}.npy" for n in range(3)]
+        f"chunk_{n:06d}.npy" for n in range(3)
+    ]
     # Then killed in the middle of saving the index (ids written into the staging folder).
     run_killed_at_replace(*arguments, pattern=r"/\.index\.[^/]+\.tmp/ids\.npy$", when="after")
     assert not out.exists() and len(list(tmp_path.glob(".index.*.tmp"))) == 1
@@ -339,12 +400,12 @@ def test_index_build_killed_before_a_chunk_rename_and_inside_the_save_resumes(in
 
 
 @pytest.mark.slow
-def test_rebuilding_an_existing_index_killed_mid_swap_keeps_an_index_at_the_path(index_setup: dict,
-                                                                                tmp_path: Path) -> None:
+def test_rebuilding_an_existing_index_killed_mid_swap_keeps_an_index_at_the_path(
+    index_setup: dict, tmp_path: Path
+) -> None:
     from structvpr.index import PlaceIndex
 
     out = tmp_path / "index"
     shutil.copytree(index_setup["root"] / "reference", out)  # the index users are querying today
-    run_killed_at_replace(*_index_build_arguments(index_setup, out), pattern=r"\.index\.old-\d+$",
-                          when="after")
+    run_killed_at_replace(*_index_build_arguments(index_setup, out), pattern=r"\.index\.old-\d+$", when="after")
     assert len(PlaceIndex.load(out)) == len(index_setup["reference"])

@@ -6,6 +6,7 @@ millisecond from /proc/self/status) and tracemalloc's peak (NumPy and Python all
 mapped output is file-backed page cache (reclaimable, written back to disk), so it is counted
 separately: ru_maxrss includes it and is reported, not bounded.
 """
+
 from __future__ import annotations
 
 import json
@@ -82,14 +83,21 @@ def test_descriptor_extraction_of_a_large_database_keeps_memory_bounded(tmp_path
     image = tmp_path / "tiny.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(image)
     out_file = tmp_path / "database.npy"
-    result = subprocess.run([sys.executable, "-c", _MEASURE, str(image), str(out_file), str(NUM_IMAGES), str(DIM)],
-                            capture_output=True, text=True, env=child_env(), timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(image), str(out_file), str(NUM_IMAGES), str(DIM)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     measured = json.loads(result.stdout.strip().splitlines()[-1])
     full_size = NUM_IMAGES * DIM * 4
-    print(f"descriptors {full_size / 2**20:.0f} MiB; anonymous memory growth "
-          f"{measured['anon_growth'] / 2**20:.1f} MiB; tracemalloc peak {measured['traced_peak'] / 2**20:.1f} MiB; "
-          f"ru_maxrss {measured['max_rss'] / 2**20:.0f} MiB; {measured['seconds']:.1f} s")
+    print(
+        f"descriptors {full_size / 2**20:.0f} MiB; anonymous memory growth "
+        f"{measured['anon_growth'] / 2**20:.1f} MiB; tracemalloc peak {measured['traced_peak'] / 2**20:.1f} MiB; "
+        f"ru_maxrss {measured['max_rss'] / 2**20:.0f} MiB; {measured['seconds']:.1f} s"
+    )
     assert measured["type"] == "memmap" and measured["shape"] == [NUM_IMAGES, DIM] and measured["dtype"] == "float32"
     assert measured["first_row_error"] < 1e-5 and measured["last_row_error"] < 1e-5
     # One batch is 256 x 4096 x 4 = 4 MiB: memory follows the batch, not the database.

@@ -5,6 +5,7 @@ it creates the marker file. Each loader must refuse the file with an error, and 
 never appear. `test_the_payload_really_runs_code_when_unpickled` proves the payload is live (so a
 refusal is a refusal, not a dud). Paths read from metadata files must stay inside the dataset root.
 """
+
 from __future__ import annotations
 
 import io
@@ -64,20 +65,37 @@ def test_the_payload_really_runs_code_when_unpickled(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- model and checkpoint loaders
 def _model_content(marker: Path) -> dict:
-    return {"format": "structvpr-model", "format_version": 1, "model_config": CreatesMarker(marker),
-            "state_dict": {}, "descriptor_dim": 32, "preprocessing": {}}
+    return {
+        "format": "structvpr-model",
+        "format_version": 1,
+        "model_config": CreatesMarker(marker),
+        "state_dict": {},
+        "descriptor_dim": 32,
+        "preprocessing": {},
+    }
 
 
 def _seg_branch_content(marker: Path) -> dict:
     from structvpr.model.branches import SEG_BRANCH_FORMAT
 
-    return {"format": SEG_BRANCH_FORMAT, "model_config": {}, "label_config": {}, "label_weight": 1.0,
-            "state_dict": CreatesMarker(marker), "metadata": {}}
+    return {
+        "format": SEG_BRANCH_FORMAT,
+        "model_config": {},
+        "label_config": {},
+        "label_weight": 1.0,
+        "state_dict": CreatesMarker(marker),
+        "metadata": {},
+    }
 
 
 def _checkpoint_content(marker: Path) -> dict:
-    return {"epoch": 0, "global_step": 3, "state_dict": {"network.w": torch.zeros(2)},
-            "hyper_parameters": {"config": CreatesMarker(marker)}, "optimizer_states": []}
+    return {
+        "epoch": 0,
+        "global_step": 3,
+        "state_dict": {"network.w": torch.zeros(2)},
+        "hyper_parameters": {"config": CreatesMarker(marker)},
+        "optimizer_states": [],
+    }
 
 
 def _load_api(path: Path) -> None:
@@ -133,8 +151,11 @@ LOADERS: dict[str, tuple[Callable[[Path], None], Callable[[Path], dict], str]] =
     "partition load_teacher": (_load_teacher, _seg_branch_content, REFUSED),
     "Stage I checkpoint IO": (_load_lightning_checkpoint, _checkpoint_content, REFUSED),
     "Stage II checkpoint": (_load_stage2_checkpoint, _checkpoint_content, REFUSED),
-    "ESPNetv2 --weights": (_load_espnetv2_weights, lambda marker: {"conv.weight": CreatesMarker(marker)},
-                           r"evil\.pt: cannot read ESPNetv2 weights"),
+    "ESPNetv2 --weights": (
+        _load_espnetv2_weights,
+        lambda marker: {"conv.weight": CreatesMarker(marker)},
+        r"evil\.pt: cannot read ESPNetv2 weights",
+    ),
 }
 
 
@@ -155,15 +176,17 @@ def test_a_raw_pickle_posing_as_a_model_file_is_refused(tmp_path: Path, marker: 
         load_model_file(evil)
 
 
-def test_stage1_resume_refuses_a_hostile_last_checkpoint_in_one_line(town: Path, tmp_path: Path, marker: Path,
-                                                                     capsys: pytest.CaptureFixture) -> None:
+def test_stage1_resume_refuses_a_hostile_last_checkpoint_in_one_line(
+    town: Path, tmp_path: Path, marker: Path, capsys: pytest.CaptureFixture
+) -> None:
     """`structvpr train --resume` on a run folder whose last.ckpt was replaced by a hostile file:
     exit 1 with one line naming the file (no traceback), and no code run."""
     from structvpr.cli import main
 
     config = write_tiny_config(tmp_path / "config.yaml", town, tmp_path / "runs", epochs=1)
-    last = hostile_torch_file(tmp_path / "runs" / "stage1-rgb" / "checkpoints" / "last.ckpt",
-                              _checkpoint_content(marker))
+    last = hostile_torch_file(
+        tmp_path / "runs" / "stage1-rgb" / "checkpoints" / "last.ckpt", _checkpoint_content(marker)
+    )
     assert main(["train", "--config", str(config), "--resume"]) == 1
     message = capsys.readouterr().err
     assert f"structvpr train: error: {last}: refused to load" in message and "Traceback" not in message
@@ -175,9 +198,19 @@ def test_hf_segmenter_folder_with_a_hostile_pytorch_model_bin_is_refused(tmp_pat
     from structvpr.segment.segmenters import build_segmenter
 
     folder = tmp_path / "segformer"
-    config = transformers.SegformerConfig(num_channels=3, num_encoder_blocks=1, depths=[1], sr_ratios=[1],
-                                          hidden_sizes=[8], patch_sizes=[3], strides=[2], num_attention_heads=[1],
-                                          mlp_ratios=[1], decoder_hidden_size=8, num_labels=2)
+    config = transformers.SegformerConfig(
+        num_channels=3,
+        num_encoder_blocks=1,
+        depths=[1],
+        sr_ratios=[1],
+        hidden_sizes=[8],
+        patch_sizes=[3],
+        strides=[2],
+        num_attention_heads=[1],
+        mlp_ratios=[1],
+        decoder_hidden_size=8,
+        num_labels=2,
+    )
     config.save_pretrained(folder)
     hostile_torch_file(folder / "pytorch_model.bin", {"decode_head.classifier.weight": CreatesMarker(marker)})
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
@@ -211,8 +244,15 @@ def test_partition_file_with_a_hostile_array_is_refused(tmp_path: Path, marker: 
     from structvpr.train.partition import PartitionFileError, load_partition
 
     hostile = np.array([CreatesMarker(marker)], dtype=object)
-    np.savez(tmp_path / "partition.npz", sample_paths=hostile, teacher_rank=np.ones(1), student_rank=np.ones(1),
-             groups=np.ones(1), weights=np.ones(1), metadata=np.asarray(json.dumps({"format": "x"})))
+    np.savez(
+        tmp_path / "partition.npz",
+        sample_paths=hostile,
+        teacher_rank=np.ones(1),
+        student_rank=np.ones(1),
+        groups=np.ones(1),
+        weights=np.ones(1),
+        metadata=np.asarray(json.dumps({"format": "x"})),
+    )
     with pytest.raises(PartitionFileError, match=r"partition.npz: not a structvpr partition file"):
         load_partition(tmp_path / "partition.npz")
 
@@ -242,17 +282,32 @@ def _index_build_with_planted_chunk(tmp_path: Path, marker: Path) -> list[str]:
     folder.mkdir()
     for i in range(3):
         Image.new("RGB", (32, 32), (40 * i, 90, 200)).save(folder / f"{i}.jpg")
-    save_model_file(build_model(ModelConfig(backbone="resnet18", pretrained=False, image_size=(32, 32),
-                                            descriptor_dim=8)), tmp_path / "model.pt", {})
-    arguments = ["index", "build", str(folder), "--model", str(tmp_path / "model.pt"), "--out",
-                 str(tmp_path / "index"), "--chunk-size", "2", "--quiet", "--keep-descriptors"]
+    save_model_file(
+        build_model(ModelConfig(backbone="resnet18", pretrained=False, image_size=(32, 32), descriptor_dim=8)),
+        tmp_path / "model.pt",
+        {},
+    )
+    arguments = [
+        "index",
+        "build",
+        str(folder),
+        "--model",
+        str(tmp_path / "model.pt"),
+        "--out",
+        str(tmp_path / "index"),
+        "--chunk-size",
+        "2",
+        "--quiet",
+        "--keep-descriptors",
+    ]
     assert main(arguments) == 0
     hostile_npy(tmp_path / "index.partial" / "chunk_000000.npy", marker)
     return arguments
 
 
-def test_index_build_resume_refuses_a_hostile_descriptor_chunk(tmp_path: Path, marker: Path,
-                                                               capsys: pytest.CaptureFixture) -> None:
+def test_index_build_resume_refuses_a_hostile_descriptor_chunk(
+    tmp_path: Path, marker: Path, capsys: pytest.CaptureFixture
+) -> None:
     """The .partial work folder can be copied between machines: a planted chunk must not run code."""
     from structvpr.cli import main
 
@@ -262,8 +317,7 @@ def test_index_build_resume_refuses_a_hostile_descriptor_chunk(tmp_path: Path, m
     assert "Python objects" in capsys.readouterr().err
 
 
-def test_index_build_names_the_refused_chunk_file(tmp_path: Path, marker: Path,
-                                                  capsys: pytest.CaptureFixture) -> None:
+def test_index_build_names_the_refused_chunk_file(tmp_path: Path, marker: Path, capsys: pytest.CaptureFixture) -> None:
     from structvpr.cli import main
 
     arguments = _index_build_with_planted_chunk(tmp_path, marker)
@@ -296,12 +350,15 @@ def _utm_split(root: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("line", [
-    "database/" + "../" * 12 + "secret.jpg",  # normalises to a path outside the root
-    "..\\" * 12 + "secret.jpg",              # Windows separators
-    "./" + "../" * 12 + "secret.jpg",
-    "/tmp/secret.jpg",                   # absolute
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "database/" + "../" * 12 + "secret.jpg",  # normalises to a path outside the root
+        "..\\" * 12 + "secret.jpg",  # Windows separators
+        "./" + "../" * 12 + "secret.jpg",
+        "/tmp/secret.jpg",  # absolute
+    ],
+)
 def test_images_paths_txt_entries_that_leave_the_root_are_refused(tmp_path: Path, line: str) -> None:
     from structvpr.data.layouts import open_dataset
     from structvpr.data.place_dataset import DatasetError

@@ -1,4 +1,5 @@
 """Label-map cache: writes valid maps at the original size, resumes, reports bad images and bad maps."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,8 +37,9 @@ def _make_images(folder: Path, sizes: list[tuple[int, int]]) -> list[Path]:
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
-def test_cache_writes_valid_maps_at_original_size_and_resumes(tmp_path: Path, small_segmenter,
-                                                              num_workers: int) -> None:
+def test_cache_writes_valid_maps_at_original_size_and_resumes(
+    tmp_path: Path, small_segmenter, num_workers: int
+) -> None:
     paths = _make_images(tmp_path / "database", [(128, 64), (100, 75), (64, 128), (128, 64), (90, 60)])
     summary = build_label_cache(paths, small_segmenter, batch_size=2, num_workers=num_workers, progress=False)
     assert (summary.total, summary.written, summary.already_done) == (5, 5, 0)
@@ -69,8 +71,9 @@ def test_bad_image_is_skipped_and_counted_or_fails_naming_it(tmp_path: Path, sma
     paths.insert(1, bad)
     with pytest.raises(BadImageError, match="broken.jpg.*--on-bad-image skip"):
         build_label_cache(paths, small_segmenter, batch_size=4, num_workers=0, progress=False)
-    summary = build_label_cache(paths, small_segmenter, batch_size=4, num_workers=0, on_bad_image="skip",
-                                progress=False)
+    summary = build_label_cache(
+        paths, small_segmenter, batch_size=4, num_workers=0, on_bad_image="skip", progress=False
+    )
     assert summary.written == 2 and len(summary.bad_images) == 1
     assert "broken.jpg" in summary.bad_images[0] and "broken.jpg" in capsys.readouterr().err
     assert "1 bad images skipped" in summary.format()
@@ -100,8 +103,7 @@ def test_read_label_map_errors_name_the_file(tmp_path: Path) -> None:
         read_label_map(path)
 
 
-def test_exif_rotated_photo_gets_a_map_of_its_upright_size_and_is_not_redone(tmp_path: Path,
-                                                                              small_segmenter) -> None:
+def test_exif_rotated_photo_gets_a_map_of_its_upright_size_and_is_not_redone(tmp_path: Path, small_segmenter) -> None:
     folder = tmp_path / "phone"
     folder.mkdir()
     exif = Image.Exif()

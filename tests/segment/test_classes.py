@@ -1,4 +1,5 @@
 """Merge tables: built-ins cover all 19 trainIds, user YAML tables are checked, merging is exact."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,7 +32,7 @@ def test_structural6_is_the_documented_default() -> None:
     table = load_merge_table()
     assert table.name == "structural-6" and table.num_classes == 6
     assert table.group_names == ("ground", "construction", "object", "vegetation", "sky", "dynamic")
-    names = {g: [CITYSCAPES_CLASSES[i] for i in ids] for g, ids in zip(table.group_names, table.groups)}
+    names = {g: [CITYSCAPES_CLASSES[i] for i in ids] for g, ids in zip(table.group_names, table.groups, strict=False)}
     assert names["ground"] == ["road", "sidewalk", "terrain"]
     assert table.dynamic_groups == (5,)
     assert load_merge_table("cityscapes-7").dynamic_groups == (5, 6)  # human, vehicle
@@ -57,23 +58,30 @@ def test_merge_rejects_ids_outside_the_table() -> None:
 
 def test_user_table_from_yaml_with_names_and_ids(tmp_path: Path) -> None:
     path = tmp_path / "mine.yaml"
-    path.write_text("name: two-way\ngroups:\n  static: [road, sidewalk, 2, 3, 4, 5, traffic_light, 7, 8, 9, sky]\n"
-                    "  moving: [11, 12, 13, 14, 15, 16, 17, 18]\n")
+    path.write_text(
+        "name: two-way\ngroups:\n  static: [road, sidewalk, 2, 3, 4, 5, traffic_light, 7, 8, 9, sky]\n"
+        "  moving: [11, 12, 13, 14, 15, 16, 17, 18]\n"
+    )
     table = load_merge_table(path)
     assert table.name == "two-way" and table.group_names == ("static", "moving")
     assert table.dynamic_groups == (1,)
     assert table.merge(np.array([6, 10, 18, 255], dtype=np.uint8)).tolist() == [0, 0, 1, 255]
 
 
-@pytest.mark.parametrize("body, message", [
-    ("a: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 23]\nb: [11, 12, 13, 14, 15, 16, 17, 18]\n",
-     "unknown Cityscapes trainId 23"),
-    ("a: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\nb: [11, 12, 13, 14, 15, 16, 17]\n", r"missing bicycle \(18\)"),
-    ("a: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\nb: [11, 12, 13, 14, 15, 16, 17, 18]\n", "is in both"),
-    ("a: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, lamp]\nb: [11, 12, 13, 14, 15, 16, 17, 18]\n", "'lamp'"),
-    ("[1, 2, 3]\n", "expected a mapping"),
-    ("a: [0, 1\n", "cannot parse YAML"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (
+            "a: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 23]\nb: [11, 12, 13, 14, 15, 16, 17, 18]\n",
+            "unknown Cityscapes trainId 23",
+        ),
+        ("a: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\nb: [11, 12, 13, 14, 15, 16, 17]\n", r"missing bicycle \(18\)"),
+        ("a: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\nb: [11, 12, 13, 14, 15, 16, 17, 18]\n", "is in both"),
+        ("a: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, lamp]\nb: [11, 12, 13, 14, 15, 16, 17, 18]\n", "'lamp'"),
+        ("[1, 2, 3]\n", "expected a mapping"),
+        ("a: [0, 1\n", "cannot parse YAML"),
+    ],
+)
 def test_bad_user_tables_are_clear_errors_naming_the_file(tmp_path: Path, body: str, message: str) -> None:
     path = tmp_path / "table.yaml"
     path.write_text(body)

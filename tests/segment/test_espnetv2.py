@@ -1,4 +1,5 @@
 """ESPNetv2 written in structvpr reproduces the independent reference outputs with the shipped weights."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,8 +44,9 @@ def test_matches_reference_logits_and_labels(segmenter: ESPNetv2Segmenter, share
 def test_shipped_weights_are_the_published_files(shared_dir: Path) -> None:
     for width, (file_name, digest) in SHIPPED_WEIGHTS.items():
         path = shipped_weights_path(width)
-        assert sha256_of_file(path) == digest == sha256_of_file(shared_dir / "weights" / "espnetv2_cityscapes"
-                                                               / file_name)
+        assert (
+            sha256_of_file(path) == digest == sha256_of_file(shared_dir / "weights" / "espnetv2_cityscapes" / file_name)
+        )
     assert (shipped_weights_path(2.0).parent / "LICENSE_MIT.txt").is_file()
 
 

@@ -1,4 +1,5 @@
 """`structvpr segment` on a 200-image folder: killed half-way, re-run, finishes without redoing work."""
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,24 @@ NUM_IMAGES = 200
 
 
 def _command(folder: Path) -> list[str]:
-    return [sys.executable, "-m", "structvpr.cli", "segment", str(folder), "--width", "0.5",
-            "--input-size", "256x128", "--batch-size", "2", "--num-workers", "1", "--threads", "1", "--quiet"]
+    return [
+        sys.executable,
+        "-m",
+        "structvpr.cli",
+        "segment",
+        str(folder),
+        "--width",
+        "0.5",
+        "--input-size",
+        "256x128",
+        "--batch-size",
+        "2",
+        "--num-workers",
+        "1",
+        "--threads",
+        "1",
+        "--quiet",
+    ]
 
 
 def _finished(labels: Path) -> dict[str, os.stat_result]:

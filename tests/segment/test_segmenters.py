@@ -1,4 +1,5 @@
 """build_segmenter names, the precomputed reader and the Hugging Face adapter (tiny random SegFormer)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,9 +36,15 @@ def _tiny_segformer(folder: Path, labels: list[str]) -> torch.nn.Module:
     from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
     torch.manual_seed(0)
-    config = SegformerConfig(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 2, 2],
-                             decoder_hidden_size=16, num_labels=len(labels),
-                             id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    config = SegformerConfig(
+        hidden_sizes=[8, 16, 32, 64],
+        depths=[1, 1, 1, 1],
+        num_attention_heads=[1, 1, 2, 2],
+        decoder_hidden_size=16,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={n: i for i, n in enumerate(labels)},
+    )
     model = SegformerForSemanticSegmentation(config).eval()
     model.save_pretrained(folder)
     return model
@@ -54,8 +61,9 @@ def test_hf_segformer_adapter_maps_labels_to_train_ids(tmp_path: Path) -> None:
     assert result.shape == (2, 64, 96) and result.dtype == torch.uint8
 
     with torch.no_grad():
-        logits = torch.nn.functional.interpolate(model(pixel_values=batch).logits, size=(64, 96),
-                                                 mode="bilinear", align_corners=False)
+        logits = torch.nn.functional.interpolate(
+            model(pixel_values=batch).logits, size=(64, 96), mode="bilinear", align_corners=False
+        )
     predicted = logits.argmax(1)
     expected = torch.where(predicted == 0, 255, 19 - predicted)  # "void" -> 255, reversed order
     assert torch.equal(result.long(), expected)
@@ -73,13 +81,28 @@ def test_hf_model_without_cityscapes_labels_is_refused(tmp_path: Path) -> None:
 def test_hf_mask2former_adapter_runs_the_query_path(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
-    backbone = transformers.SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=4,
-                                       out_features=["stage1", "stage2", "stage3", "stage4"])
+    backbone = transformers.SwinConfig(
+        embed_dim=16,
+        depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 2, 2],
+        window_size=4,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
     config = transformers.Mask2FormerConfig(
-        backbone_config=backbone, feature_size=32, mask_feature_size=32, hidden_dim=32, encoder_layers=1,
-        decoder_layers=2, num_queries=10, encoder_feedforward_dim=64, dim_feedforward=64, num_attention_heads=2,
-        num_labels=19, id2label=dict(enumerate(CITYSCAPES_CLASSES)),
-        label2id={name: i for i, name in enumerate(CITYSCAPES_CLASSES)})
+        backbone_config=backbone,
+        feature_size=32,
+        mask_feature_size=32,
+        hidden_dim=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        num_queries=10,
+        encoder_feedforward_dim=64,
+        dim_feedforward=64,
+        num_attention_heads=2,
+        num_labels=19,
+        id2label=dict(enumerate(CITYSCAPES_CLASSES)),
+        label2id={name: i for i, name in enumerate(CITYSCAPES_CLASSES)},
+    )
     transformers.Mask2FormerForUniversalSegmentation(config).save_pretrained(tmp_path / "m2f")
     segmenter = build_segmenter("hf", model=tmp_path / "m2f", input_size=(64, 96), local_files_only=True)
     assert segmenter.universal

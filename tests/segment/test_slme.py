@@ -1,4 +1,5 @@
 """SLME one-hot encoding and multi-level area masks A_l."""
+
 from __future__ import annotations
 
 import pytest
@@ -58,7 +59,7 @@ def test_level_masks_sum_to_the_covered_fraction() -> None:
     sizes = [(16, 32), (8, 16), (4, 8), (2, 4)]
     masks = level_masks(one_hot, sizes)
     labelled = (merged != 255).float()
-    for (h, w), mask in zip(sizes, masks):
+    for (h, w), mask in zip(sizes, masks, strict=False):
         assert mask.shape == (2, 6, h, w)
         cell_h, cell_w = 64 // h, 128 // w
         covered = labelled.view(2, h, cell_h, w, cell_w).mean(dim=(2, 4))

@@ -1,4 +1,5 @@
 """Coloured label maps and side-by-side previews."""
+
 from __future__ import annotations
 
 from pathlib import Path

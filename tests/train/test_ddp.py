@@ -4,6 +4,7 @@ Lightning's "ddp" strategy re-launches the running script for rank 1, so the tra
 script file started with subprocess (not in the pytest process). Each rank writes the sha256 of
 its weights before and after training; DDP must leave both ranks with the same, changed weights.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-DDP_SCRIPT = textwrap.dedent('''
+DDP_SCRIPT = textwrap.dedent("""
     import hashlib, json, sys
     from pathlib import Path
 
@@ -53,7 +54,7 @@ DDP_SCRIPT = textwrap.dedent('''
 
     if __name__ == "__main__":
         main()
-''')
+""")
 
 
 @pytest.mark.slow
@@ -61,30 +62,55 @@ def test_two_process_ddp_on_cpu_keeps_ranks_identical(shared_dir: Path, tmp_path
     from structvpr.config import dump_config, load_config
 
     nordland = shared_dir / "data" / "nordland_64x32"
-    source = {"path": str(nordland), "layout": "sequence", "index_range": [0, 80],
-              "options": {"database_folder": "summer", "query_folder": "winter", "frame_tolerance": 1}}
-    config = load_config(None, [
-        f"data.train={json.dumps(source)}", f"data.val={json.dumps({**source, 'index_range': [0, 11]})}",
-        "data.num_workers=0", "data.val_batch_size=4", "model.backbone=resnet18", "model.pretrained=false",
-        "model.image_size=[32,32]", "train.places_per_batch=4", "train.images_per_place=2",
-        "train.batches_per_epoch=3", "train.epochs=1", "train.lr=1e-3", "train.accelerator=cpu",
-        "train.devices=2", "train.strategy=ddp", "train.validate_before_training=false",
-        f"train.output_dir={tmp_path / 'runs'}"])
+    source = {
+        "path": str(nordland),
+        "layout": "sequence",
+        "index_range": [0, 80],
+        "options": {"database_folder": "summer", "query_folder": "winter", "frame_tolerance": 1},
+    }
+    config = load_config(
+        None,
+        [
+            f"data.train={json.dumps(source)}",
+            f"data.val={json.dumps({**source, 'index_range': [0, 11]})}",
+            "data.num_workers=0",
+            "data.val_batch_size=4",
+            "model.backbone=resnet18",
+            "model.pretrained=false",
+            "model.image_size=[32,32]",
+            "train.places_per_batch=4",
+            "train.images_per_place=2",
+            "train.batches_per_epoch=3",
+            "train.epochs=1",
+            "train.lr=1e-3",
+            "train.accelerator=cpu",
+            "train.devices=2",
+            "train.strategy=ddp",
+            "train.validate_before_training=false",
+            f"train.output_dir={tmp_path / 'runs'}",
+        ],
+    )
     dump_config(config, tmp_path / "ddp.yaml")
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT, encoding="utf-8")
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run([sys.executable, str(script), str(tmp_path / "ddp.yaml"), str(tmp_path)],
-                            check=False, cwd=tmp_path, env=environment, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "ddp.yaml"), str(tmp_path)],
+        check=False,
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["world_size"] == 2 for r in ranks)
     assert all(r["strategy"] == "DDPStrategy" and r["backend"] == "gloo" for r in ranks)
     assert all(r["global_step"] == 3 for r in ranks)
-    assert ranks[0]["initial"] == ranks[1]["initial"]     # same seed -> same start
-    assert ranks[0]["final"] == ranks[1]["final"]         # gradients all-reduced -> same weights
-    assert ranks[0]["final"] != ranks[0]["initial"]       # and training did change them
-    assert ranks[0]["places"] != ranks[1]["places"]       # each rank trained on its own batches
+    assert ranks[0]["initial"] == ranks[1]["initial"]  # same seed -> same start
+    assert ranks[0]["final"] == ranks[1]["final"]  # gradients all-reduced -> same weights
+    assert ranks[0]["final"] != ranks[0]["initial"]  # and training did change them
+    assert ranks[0]["places"] != ranks[1]["places"]  # each rank trained on its own batches
     assert ranks[0]["val_r1"] == ranks[1]["val_r1"] is not None  # validation gathered over both ranks
     assert (tmp_path / "runs" / "stage1-rgb" / "checkpoints" / "last.ckpt").is_file()

@@ -1,4 +1,5 @@
 """Offline partition: ranks of the best true positive, groups G1..G4, weights, the partition file."""
+
 from __future__ import annotations
 
 import json
@@ -19,11 +20,24 @@ from structvpr.train.partition import (
 )
 
 
-@pytest.mark.parametrize("teacher_rank,student_rank,k,group", [
-    (1, 2, 1, 1), (1, 30, 1, 1), (1, 1, 1, 2), (2, 2, 1, 3), (50, 3, 1, 3), (3, 1, 1, 4),
-    (4, 7, 5, 1), (5, 5, 5, 2), (6, 9, 5, 3), (9, 5, 5, 4), (0, 1, 1, 0), (1, 0, 1, 0)])
-def test_hand_made_rank_pairs_land_in_the_right_group(teacher_rank: int, student_rank: int, k: int,
-                                                      group: int) -> None:
+@pytest.mark.parametrize(
+    "teacher_rank,student_rank,k,group",
+    [
+        (1, 2, 1, 1),
+        (1, 30, 1, 1),
+        (1, 1, 1, 2),
+        (2, 2, 1, 3),
+        (50, 3, 1, 3),
+        (3, 1, 1, 4),
+        (4, 7, 5, 1),
+        (5, 5, 5, 2),
+        (6, 9, 5, 3),
+        (9, 5, 5, 4),
+        (0, 1, 1, 0),
+        (1, 0, 1, 0),
+    ],
+)
+def test_hand_made_rank_pairs_land_in_the_right_group(teacher_rank: int, student_rank: int, k: int, group: int) -> None:
     groups = assign_groups(np.array([teacher_rank]), np.array([student_rank]), k=k)
     assert groups.tolist() == [group]
 
@@ -50,10 +64,14 @@ def test_best_positive_ranks_with_faiss() -> None:
 
 
 def test_partition_file_round_trip_and_errors(tmp_path) -> None:
-    partition = Partition(sample_paths=["/a/x.jpg", "/a/y.jpg"], teacher_rank=np.array([1, 4]),
-                          student_rank=np.array([3, 1]), groups=np.array([1, 4], dtype=np.int8),
-                          weights=np.array([1.0, 0.0], dtype=np.float32),
-                          metadata={"k": 1, "teacher_sha256": "ab" * 32})
+    partition = Partition(
+        sample_paths=["/a/x.jpg", "/a/y.jpg"],
+        teacher_rank=np.array([1, 4]),
+        student_rank=np.array([3, 1]),
+        groups=np.array([1, 4], dtype=np.int8),
+        weights=np.array([1.0, 0.0], dtype=np.float32),
+        metadata={"k": 1, "teacher_sha256": "ab" * 32},
+    )
     path = tmp_path / "partition.npz"
     save_partition(path, partition)
     loaded = load_partition(path)
@@ -68,7 +86,14 @@ def test_partition_file_round_trip_and_errors(tmp_path) -> None:
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(PartitionFileError, match="bad.npz"):
         load_partition(tmp_path / "bad.npz")
-    np.savez(tmp_path / "other.npz", metadata=np.asarray(json.dumps({"format": "x"})), sample_paths=np.array([]),
-             teacher_rank=np.array([]), student_rank=np.array([]), groups=np.array([]), weights=np.array([]))
+    np.savez(
+        tmp_path / "other.npz",
+        metadata=np.asarray(json.dumps({"format": "x"})),
+        sample_paths=np.array([]),
+        teacher_rank=np.array([]),
+        student_rank=np.array([]),
+        groups=np.array([]),
+        weights=np.array([]),
+    )
     with pytest.raises(PartitionFileError, match="format"):
         load_partition(tmp_path / "other.npz")

@@ -1,4 +1,5 @@
 """Stage I on a tiny slice of the real Nordland 64x32 set: it learns, resumes exactly, stops on NaN."""
+
 from __future__ import annotations
 
 import csv
@@ -20,15 +21,31 @@ def tiny_config(shared_dir: Path, output_dir: Path, *overrides: str) -> Config:
     (frames 0-40) is inside the training frames: an easy set on which Recall must rise.
     """
     nordland = shared_dir / "data" / "nordland_64x32"
-    source = {"path": str(nordland), "layout": "sequence", "index_range": [0, 80],
-              "options": {"database_folder": "summer", "query_folder": "winter", "frame_tolerance": 1}}
-    base = [f"data.train={json.dumps(source)}", f"data.val={json.dumps({**source, 'index_range': [0, 40]})}",
-            "data.num_workers=0", "data.val_batch_size=40", "model.image_size=[32,64]",
-            "model.frozen_stages=4", "model.descriptor_dim=64",
-            "train.places_per_batch=4", "train.images_per_place=4", "train.batches_per_epoch=3",
-            "train.lr=1e-2", "train.epochs=2", "train.accelerator=cpu", "train.devices=1",
-            "train.deterministic=true", "train.validate_before_training=false",
-            f"train.output_dir={output_dir}"]
+    source = {
+        "path": str(nordland),
+        "layout": "sequence",
+        "index_range": [0, 80],
+        "options": {"database_folder": "summer", "query_folder": "winter", "frame_tolerance": 1},
+    }
+    base = [
+        f"data.train={json.dumps(source)}",
+        f"data.val={json.dumps({**source, 'index_range': [0, 40]})}",
+        "data.num_workers=0",
+        "data.val_batch_size=40",
+        "model.image_size=[32,64]",
+        "model.frozen_stages=4",
+        "model.descriptor_dim=64",
+        "train.places_per_batch=4",
+        "train.images_per_place=4",
+        "train.batches_per_epoch=3",
+        "train.lr=1e-2",
+        "train.epochs=2",
+        "train.accelerator=cpu",
+        "train.devices=1",
+        "train.deterministic=true",
+        "train.validate_before_training=false",
+        f"train.output_dir={output_dir}",
+    ]
     return load_config(None, base + list(overrides))
 
 
@@ -64,8 +81,7 @@ def test_training_raises_recall_and_writes_the_run(uninterrupted_run: Path) -> N
         assert torch.equal(value, best[f"network.{key}"]), key
 
 
-def test_resume_continues_and_matches_uninterrupted(shared_dir: Path, tmp_path: Path,
-                                                     uninterrupted_run: Path) -> None:
+def test_resume_continues_and_matches_uninterrupted(shared_dir: Path, tmp_path: Path, uninterrupted_run: Path) -> None:
     fit_stage1(tiny_config(shared_dir, tmp_path, "train.epochs=1"), "rgb")
     last = stage1_run_dir(tiny_config(shared_dir, tmp_path), "rgb") / "checkpoints" / "last.ckpt"
     stopped = torch.load(last, map_location="cpu", weights_only=True)
@@ -98,7 +114,8 @@ def test_unreadable_checkpoint_is_one_error_naming_it(shared_dir: Path, tmp_path
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_last_checkpoint(
-        shared_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    shared_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     config_path = tmp_path / "nan.yaml"
     from structvpr.config import dump_config
 
@@ -128,7 +145,7 @@ def write_labelled_sequence(root: Path, frames: int = 30) -> None:
             labels = np.full((32, 32), 0, dtype=np.uint8)
             horizon = 6 + frame % 20
             labels[:horizon] = 10
-            labels[horizon:horizon + 6, : 8 + frame % 24] = 2
+            labels[horizon : horizon + 6, : 8 + frame % 24] = 2
             labels[0, 0] = 255
             image = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
             Image.fromarray(image).save(root / folder / f"{frame:05d}.png")
@@ -139,14 +156,30 @@ def test_seg_branch_trains_on_label_maps_and_writes_a_seg_branch_file(tmp_path: 
     from structvpr.model.branches import load_seg_branch
 
     write_labelled_sequence(tmp_path / "town")
-    source = {"path": str(tmp_path / "town"), "layout": "sequence",
-              "options": {"database_folder": "summer", "query_folder": "winter", "frame_tolerance": 1}}
-    config = load_config(None, [
-        f"data.train={json.dumps(source)}", f"data.val={json.dumps({**source, 'index_range': [0, 10]})}",
-        "data.num_workers=0", "model.backbone=resnet18", "model.pretrained=false", "model.image_size=[32,32]",
-        "train.places_per_batch=2", "train.images_per_place=2", "train.batches_per_epoch=2", "train.epochs=1",
-        "train.accelerator=cpu", "train.devices=1", "train.validate_before_training=false",
-        f"train.output_dir={tmp_path / 'runs'}"])
+    source = {
+        "path": str(tmp_path / "town"),
+        "layout": "sequence",
+        "options": {"database_folder": "summer", "query_folder": "winter", "frame_tolerance": 1},
+    }
+    config = load_config(
+        None,
+        [
+            f"data.train={json.dumps(source)}",
+            f"data.val={json.dumps({**source, 'index_range': [0, 10]})}",
+            "data.num_workers=0",
+            "model.backbone=resnet18",
+            "model.pretrained=false",
+            "model.image_size=[32,32]",
+            "train.places_per_batch=2",
+            "train.images_per_place=2",
+            "train.batches_per_epoch=2",
+            "train.epochs=1",
+            "train.accelerator=cpu",
+            "train.devices=1",
+            "train.validate_before_training=false",
+            f"train.output_dir={tmp_path / 'runs'}",
+        ],
+    )
     run_dir = run_stage1(config, "seg")
     teacher, metadata = load_seg_branch(run_dir / "model.pt")
     assert teacher.config.in_channels == 6 and metadata["branch"] == "seg"  # structural-6 SLME input

@@ -1,4 +1,5 @@
 """Stage II end to end on a tiny on-disk dataset: partition -> cache -> student; export equality."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,7 +29,7 @@ def _scene(place: int, view: int, rng: np.random.Generator) -> tuple[np.ndarray,
     middle = BUILDING if place % 2 else VEGETATION
     labels[horizon:44] = middle
     start = (place * 11 + view * 3) % 40
-    labels[46:56, start:start + 16] = CAR
+    labels[46:56, start : start + 16] = CAR
     palette = rng.integers(0, 255, size=(256, 3)).astype(np.uint8)
     place_palette = np.random.default_rng(place).integers(0, 255, size=(256, 3)).astype(np.uint8)
     image = place_palette[labels] // 2 + palette[labels] // 4 + rng.integers(0, 40, (SIZE, SIZE, 3)).astype(np.uint8)
@@ -56,13 +57,29 @@ def tiny_run(tmp_path_factory) -> tuple:
     rng = np.random.default_rng(0)
     _write_split(root / "data", "train", places=6, db_per_place=3, rng=rng)
     _write_split(root / "data", "val", places=4, db_per_place=1, rng=rng)
-    config = load_config(None, [
-        f"data.train.path={root / 'data'}", "data.train.split=train", f"data.val.path={root / 'data'}",
-        "data.val.split=val", "data.num_workers=0", "data.val_batch_size=8",
-        "model.backbone=efficientnet_lite0", "model.pretrained=false", f"model.image_size=[{INPUT},{INPUT}]",
-        "train.epochs=1", "train.batches_per_epoch=2", "train.places_per_batch=3", "train.images_per_place=2",
-        "train.accelerator=cpu", "train.devices=1", f"train.output_dir={root / 'runs'}",
-        "train.validate_before_training=false", "train.seed=0"])
+    config = load_config(
+        None,
+        [
+            f"data.train.path={root / 'data'}",
+            "data.train.split=train",
+            f"data.val.path={root / 'data'}",
+            "data.val.split=val",
+            "data.num_workers=0",
+            "data.val_batch_size=8",
+            "model.backbone=efficientnet_lite0",
+            "model.pretrained=false",
+            f"model.image_size=[{INPUT},{INPUT}]",
+            "train.epochs=1",
+            "train.batches_per_epoch=2",
+            "train.places_per_batch=3",
+            "train.images_per_place=2",
+            "train.accelerator=cpu",
+            "train.devices=1",
+            f"train.output_dir={root / 'runs'}",
+            "train.validate_before_training=false",
+            "train.seed=0",
+        ],
+    )
     return root, config
 
 
@@ -74,8 +91,11 @@ def _write_stage1_models(config) -> tuple[Path, Path]:
 
     torch.manual_seed(0)
     out = Path(config.train.output_dir)
-    save_seg_branch(build_seg_branch(config, load_merge_table(config.structvpr.merge_table)),
-                    out / "stage1-seg" / "model.pt", {"stage": 1})
+    save_seg_branch(
+        build_seg_branch(config, load_merge_table(config.structvpr.merge_table)),
+        out / "stage1-seg" / "model.pt",
+        {"stage": 1},
+    )
     model_file.save_model_file(build_model(config.model), out / "stage1-rgb" / "model.pt", {"stage": 1})
     return out / "stage1-seg" / "model.pt", out / "stage1-rgb" / "model.pt"
 
@@ -119,10 +139,15 @@ def _module_and_batch(config, weights: list[float]):
     batch = torch.utils.data.default_collate([datamodule.train_set[i] for i in indices])
     count = len(datamodule.train_set)
     generator = np.random.default_rng(1)
-    cache = TeacherCache(Path("."), [str(p) for p in datamodule.train_set.paths],
-                         generator.normal(size=(count, 1280)).astype(np.float32),
-                         generator.normal(size=(count, 15, 128)).astype(np.float16), np.ones((count, 15), bool),
-                         np.zeros(count, np.float32), {})
+    cache = TeacherCache(
+        Path("."),
+        [str(p) for p in datamodule.train_set.paths],
+        generator.normal(size=(count, 1280)).astype(np.float32),
+        generator.normal(size=(count, 15, 128)).astype(np.float16),
+        np.ones((count, 15), bool),
+        np.zeros(count, np.float32),
+        {},
+    )
     cache.weights[indices] = weights
     module.attach_teacher(cache)
     return module, batch, cache, indices
@@ -145,11 +170,11 @@ def test_g4_sample_teacher_outputs_do_not_change_the_stage2_gradient(tiny_run) -
     cache.global_descriptors[g4] = -cache.global_descriptors[g4] + 3.0
     cache.units[g4] = np.random.default_rng(5).normal(size=cache.units[g4].shape).astype(np.float16)
     after = gradients()
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(before, after))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(before, after, strict=False))
     other = indices[0]  # weight 1: its teacher outputs do matter
     cache.global_descriptors[other] = -cache.global_descriptors[other]
     changed = gradients()
-    assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(after, changed))
+    assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(after, changed, strict=False))
 
 
 def test_exported_student_descriptor_equals_training_global_descriptor(tiny_run, tmp_path) -> None:
@@ -178,8 +203,13 @@ def test_run_all_writes_a_report_with_every_row(tiny_run, tmp_path) -> None:
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, output_dir=str(tmp_path / "runs")))
     root = run_all(config, ablations=["no_weights"], device="cpu")
     rows = json.loads((root / "report.json").read_text())["rows"]
-    assert [row["run"] for row in rows] == ["stage1-rgb", "stage1-seg", "stage2", "stage2-vpr-only",
-                                            "stage2-no_weights"]
+    assert [row["run"] for row in rows] == [
+        "stage1-rgb",
+        "stage1-seg",
+        "stage2",
+        "stage2-vpr-only",
+        "stage2-no_weights",
+    ]
     for row in rows:
         assert row["dataset"] and row["split"] == "val" and row["queries"] == 4 and row["database"] == 4
         assert 0.0 <= row["R@1"] <= row["R@5"] <= 100.0

@@ -3,6 +3,7 @@
 register() must set `run` as the parser default: `parser.set_defaults(run=run)`, and should add
 `--traceback` (store_true) through `add_common_arguments`.
 """
+
 from __future__ import annotations
 
 import argparse

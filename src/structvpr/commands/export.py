@@ -1,4 +1,5 @@
 """`structvpr export --model M --format onnx|torchscript --out F`: the RGB model outside Python."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,16 +12,24 @@ from structvpr.export import FORMATS
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `export` subcommand."""
     parser = subparsers.add_parser(
-        "export", help="export a model's global descriptor to ONNX or TorchScript",
+        "export",
+        help="export a model's global descriptor to ONNX or TorchScript",
         description="Export the RGB model (images float32 [B, 3, H, W], normalised -> descriptors "
-                    "[B, D]) with a dynamic batch size. The file is re-loaded and its descriptors "
-                    "are compared with PyTorch at batch 1 and 7; the max abs difference is printed "
-                    "and the export fails above --tolerance.")
+        "[B, D]) with a dynamic batch size. The file is re-loaded and its descriptors "
+        "are compared with PyTorch at batch 1 and 7; the max abs difference is printed "
+        "and the export fails above --tolerance.",
+    )
     parser.add_argument("--model", required=True, help="model file (model.pt), run folder or built-in name")
     parser.add_argument("--format", choices=FORMATS, default="onnx", help="export format")
     parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="file to write")
-    parser.add_argument("--check-images", type=Path, nargs="*", default=None, metavar="IMAGE",
-                        help="real images for the check (default: seeded random inputs)")
+    parser.add_argument(
+        "--check-images",
+        type=Path,
+        nargs="*",
+        default=None,
+        metavar="IMAGE",
+        help="real images for the check (default: seeded random inputs)",
+    )
     parser.add_argument("--tolerance", type=float, default=1e-4, help="max abs descriptor difference allowed")
     add_common_arguments(parser)
     parser.set_defaults(run=run)
@@ -34,10 +43,10 @@ def run(args: argparse.Namespace) -> int:
     model = load(args.model, device="cpu")
     if model.network is None:
         raise ValueError(f"{args.model}: already an exported model; export from a structvpr model file")
-    export_model(model.network, args.out, args.format, check_images=args.check_images,
-                          tolerance=args.tolerance)
+    export_model(model.network, args.out, args.format, check_images=args.check_images, tolerance=args.tolerance)
     height, width = model.image_size
-    print(f"input: images float32 [B, 3, {height}, {width}], normalised with mean {model.mean} and std "
-          f"{model.std}; output: descriptors float32 [B, {model.descriptor_dim}], L2-normalised")
+    print(
+        f"input: images float32 [B, 3, {height}, {width}], normalised with mean {model.mean} and std "
+        f"{model.std}; output: descriptors float32 [B, {model.descriptor_dim}], L2-normalised"
+    )
     return 0
-

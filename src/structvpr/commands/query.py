@@ -1,4 +1,5 @@
 """`structvpr query IMAGES --index DIR --model M -k 5`: the top-k map images of each query image."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,23 +17,36 @@ FORMATS = ("table", "json", "csv")
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `query` subcommand."""
     parser = subparsers.add_parser(
-        "query", help="find the top-k map images of query images in a place index",
+        "query",
+        help="find the top-k map images of query images in a place index",
         description="Describe each query image with the model and search the index built by "
-                    "`structvpr index build`. Prints rank, score (cosine similarity), map image and "
-                    "pose (when the map has poses).")
+        "`structvpr index build`. Prints rank, score (cosine similarity), map image and "
+        "pose (when the map has poses).",
+    )
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGES", help="query image files or folders")
     parser.add_argument("--index", type=Path, required=True, metavar="DIR", help="index folder")
-    parser.add_argument("--model", default=None,
-                        help="model file / run folder / .onnx (default: the one recorded in the index)")
+    parser.add_argument(
+        "--model", default=None, help="model file / run folder / .onnx (default: the one recorded in the index)"
+    )
     parser.add_argument("-k", type=int, default=5, help="neighbours per query")
     parser.add_argument("--nprobe", type=int, default=None, help="IVF lists to visit (ivfflat, ivfpq)")
     parser.add_argument("--ef-search", type=int, default=None, help="HNSW search breadth")
-    parser.add_argument("--rerank", type=int, default=None, metavar="R",
-                        help="re-rank the top R approximate candidates with exact scores (ivfpq)")
+    parser.add_argument(
+        "--rerank",
+        type=int,
+        default=None,
+        metavar="R",
+        help="re-rank the top R approximate candidates with exact scores (ivfpq)",
+    )
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format")
     parser.add_argument("--out", type=Path, default=None, metavar="FILE", help="write results here, not stdout")
-    parser.add_argument("--save-preds", type=Path, default=None, metavar="DIR",
-                        help="write one image per query: the query and its top-k map images")
+    parser.add_argument(
+        "--save-preds",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write one image per query: the query and its top-k map images",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda")
     add_common_arguments(parser)
@@ -64,8 +78,12 @@ def result_rows(query_paths: list[Path], index, result) -> list[dict]:
             position = int(result.positions[query_number, rank])
             if position < 0:
                 continue
-            row = {"query": str(query_path), "rank": rank + 1, "id": int(result.ids[query_number, rank]),
-                   "score": round(float(result.scores[query_number, rank]), 6)}
+            row = {
+                "query": str(query_path),
+                "rank": rank + 1,
+                "id": int(result.ids[query_number, rank]),
+                "score": round(float(result.scores[query_number, rank]), 6),
+            }
             if has_paths:
                 row["map_path"] = str(index.metadata["paths"][position])
             if has_poses:
@@ -88,8 +106,8 @@ def format_rows(rows: list[dict], fmt: str) -> str:
         return buffer.getvalue()
     cells = [[str(row.get(column, "")) for column in columns] for row in rows]
     widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
-    lines = ["  ".join(column.ljust(width) for column, width in zip(columns, widths))]
-    lines += ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in cells]
+    lines = ["  ".join(column.ljust(width) for column, width in zip(columns, widths, strict=False))]
+    lines += ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) for line in cells]
     return "\n".join(lines) + "\n"
 
 
@@ -105,12 +123,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.index}: the index records no model; pass --model")
     model = load(model_argument, device=args.device)
     if model.descriptor_dim != index.dim:
-        raise ValueError(f"{model_argument}: descriptors have D = {model.descriptor_dim} but index {args.index} "
-                         f"holds D = {index.dim}: use the model the index was built with")
+        raise ValueError(
+            f"{model_argument}: descriptors have D = {model.descriptor_dim} but index {args.index} "
+            f"holds D = {index.dim}: use the model the index was built with"
+        )
     query_paths = _query_paths(args.images)
     descriptors = model.describe(query_paths, batch_size=args.batch_size)
-    result = index.search(descriptors, k=args.k, nprobe=args.nprobe, ef_search=args.ef_search,
-                          rerank=args.rerank)
+    result = index.search(descriptors, k=args.k, nprobe=args.nprobe, ef_search=args.ef_search, rerank=args.rerank)
     text = format_rows(result_rows(query_paths, index, result), args.format)
     if args.out is not None:
         atomic_write_text(args.out, text)

@@ -1,4 +1,5 @@
 """`structvpr segment DATASET`: build the `*_labels/<stem>.png` label-map cache for every image."""
+
 from __future__ import annotations
 
 import argparse
@@ -25,28 +26,49 @@ def _size_wxh(text: str) -> tuple[int, int]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `segment` subcommand."""
     parser = subparsers.add_parser(
-        "segment", help="write Cityscapes label maps for every image of a dataset (resumable)",
+        "segment",
+        help="write Cityscapes label maps for every image of a dataset (resumable)",
         description="Segment every database and query image of DATASET (any layout, or a plain folder "
-                    "of images) and write <folder>_labels/<stem>.png (uint8 Cityscapes trainIds, "
-                    "255 = ignore) at each image's original size. Finished, valid label maps are kept.")
+        "of images) and write <folder>_labels/<stem>.png (uint8 Cityscapes trainIds, "
+        "255 = ignore) at each image's original size. Finished, valid label maps are kept.",
+    )
     parser.add_argument("dataset", type=Path, help="dataset root or a folder of images")
     parser.add_argument("--segmenter", choices=("espnetv2", "hf"), default="espnetv2")
-    parser.add_argument("--width", type=float, choices=(2.0, 0.5), default=2.0,
-                        help="ESPNetv2 width s (2.0: 66.4 mIoU on Cityscapes val; 0.5: 53.9 mIoU, lighter)")
-    parser.add_argument("--input-size", type=_size_wxh, default=None, metavar="WxH",
-                        help="network input size (default 512x256 for espnetv2, 1024x512 for hf)")
-    parser.add_argument("--hf-model", default=None,
-                        help="transformers model folder or hub id (for --segmenter hf)")
+    parser.add_argument(
+        "--width",
+        type=float,
+        choices=(2.0, 0.5),
+        default=2.0,
+        help="ESPNetv2 width s (2.0: 66.4 mIoU on Cityscapes val; 0.5: 53.9 mIoU, lighter)",
+    )
+    parser.add_argument(
+        "--input-size",
+        type=_size_wxh,
+        default=None,
+        metavar="WxH",
+        help="network input size (default 512x256 for espnetv2, 1024x512 for hf)",
+    )
+    parser.add_argument("--hf-model", default=None, help="transformers model folder or hub id (for --segmenter hf)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-workers", type=int, default=2, help="image-decoding worker processes")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: CPU cores minus --num-workers, at least 1)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: CPU cores minus --num-workers, at least 1)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
-    parser.add_argument("--preview", type=Path, default=None, metavar="DIR",
-                        help=f"also write {PREVIEW_COUNT} image | labels | merged previews to DIR")
-    parser.add_argument("--merge-table", default="structural-6",
-                        help="merge table for --preview: a built-in name or a YAML file")
+    parser.add_argument(
+        "--preview",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"also write {PREVIEW_COUNT} image | labels | merged previews to DIR",
+    )
+    parser.add_argument(
+        "--merge-table", default="structural-6", help="merge table for --preview: a built-in name or a YAML file"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     try:
         from structvpr.data.layouts import add_dataset_arguments
@@ -62,9 +84,13 @@ def list_folder_images(folder: Path) -> list[Path]:
     """Every image under `folder` (recursive, sorted), skipping `*_labels` folders."""
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: dataset folder does not exist")
-    return sorted(path for path in folder.rglob("*")
-                  if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
-                  and not any(part.endswith("_labels") for part in path.relative_to(folder).parts[:-1]))
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.suffix.lower() in IMAGE_SUFFIXES
+        and path.is_file()
+        and not any(part.endswith("_labels") for part in path.relative_to(folder).parts[:-1])
+    )
 
 
 def dataset_image_paths(args: argparse.Namespace) -> list[Path]:
@@ -95,8 +121,7 @@ def _write_previews(paths: list[Path], folder: Path, table_name: str) -> None:
     for path in paths[:PREVIEW_COUNT]:
         label_path = label_path_for(path)
         if label_path.is_file():
-            save_side_by_side(folder / f"{path.stem}_preview.png", load_rgb(path),
-                              read_label_map(label_path), table)
+            save_side_by_side(folder / f"{path.stem}_preview.png", load_rgb(path), read_label_map(label_path), table)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,9 +140,15 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--segmenter hf needs --hf-model (a local folder or a hub id)")
         options["model"] = args.hf_model
     segmenter = build_segmenter(args.segmenter, device=args.device, **options)
-    summary = build_label_cache(paths, segmenter, batch_size=args.batch_size, num_workers=args.num_workers,
-                                on_bad_image=args.on_bad_image, progress=not args.quiet,
-                                compute_threads=args.threads or default_compute_threads(args.num_workers))
+    summary = build_label_cache(
+        paths,
+        segmenter,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        on_bad_image=args.on_bad_image,
+        progress=not args.quiet,
+        compute_threads=args.threads or default_compute_threads(args.num_workers),
+    )
     print(summary.format())
     if args.preview is not None:
         _write_previews(paths, args.preview, args.merge_table)

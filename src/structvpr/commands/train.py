@@ -1,4 +1,5 @@
 """`structvpr train`: Stage I (one branch), Stage II, or the whole StructVPR++ recipe."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,14 +10,26 @@ from structvpr.commands import add_common_arguments
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `train` subcommand."""
     parser = subparsers.add_parser(
-        "train", help="train a branch (stage 1), the student (stage 2) or everything (all)",
+        "train",
+        help="train a branch (stage 1), the student (stage 2) or everything (all)",
         description="Train with a YAML config (see configs/) and dotted overrides. Lightning runs it: "
-                    "--devices/--strategy/--num-nodes/--accelerator make the same command run DDP.")
+        "--devices/--strategy/--num-nodes/--accelerator make the same command run DDP.",
+    )
     parser.add_argument("--config", help="YAML config file (default: built-in defaults)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set train.epochs=3 (repeatable)")
-    parser.add_argument("--stage", choices=("1", "2", "all"), default="1",
-                        help="1: Stage I of --branch; 2: Stage II distillation; all: 1 -> partition -> 2")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.epochs=3 (repeatable)",
+    )
+    parser.add_argument(
+        "--stage",
+        choices=("1", "2", "all"),
+        default="1",
+        help="1: Stage I of --branch; 2: Stage II distillation; all: 1 -> partition -> 2",
+    )
     parser.add_argument("--branch", choices=("rgb", "seg"), default="rgb", help="Stage I branch (default rgb)")
     parser.add_argument("--resume", action="store_true", help="continue from the run's checkpoints/last.ckpt")
     parser.add_argument("--output-dir", help="run folder root (train.output_dir)")
@@ -53,8 +66,14 @@ def command_overrides(args: argparse.Namespace) -> list[str]:
     overrides = list(args.overrides)
     if args.device:
         overrides += _device_overrides(args.device)
-    for flag, key in (("output_dir", "output_dir"), ("epochs", "epochs"), ("strategy", "strategy"),
-                      ("num_nodes", "num_nodes"), ("accelerator", "accelerator"), ("precision", "precision")):
+    for flag, key in (
+        ("output_dir", "output_dir"),
+        ("epochs", "epochs"),
+        ("strategy", "strategy"),
+        ("num_nodes", "num_nodes"),
+        ("accelerator", "accelerator"),
+        ("precision", "precision"),
+    ):
         value = getattr(args, flag)
         if value is not None:
             overrides.append(f"train.{key}={value}")

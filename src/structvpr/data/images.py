@@ -1,4 +1,5 @@
 """Safe image decoding and the tensor transform used for every RGB input."""
+
 from __future__ import annotations
 
 import warnings
@@ -50,16 +51,14 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     """
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         image = _to_8bit_gray(image)
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or \
-            (image.mode == "P" and "transparency" in image.info):
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (0, 0, 0, 255))
         image = Image.alpha_composite(background, image)
     return image.convert("RGB")
 
 
-def load_rgb(path: str | Path, max_side: int | None = None,
-             max_pixels: int = MAX_PIXELS) -> Image.Image:
+def load_rgb(path: str | Path, max_side: int | None = None, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Decode an image file to 8-bit RGB with EXIF orientation applied.
 
     `max_side` (pixels) bounds the longer side of the result: JPEGs are decoded at a reduced scale
@@ -79,15 +78,22 @@ def load_rgb(path: str | Path, max_side: int | None = None,
                 if max_side is not None and image.format == "JPEG":
                     image.draft("RGB", (max_side, max_side))
                 if image.width * image.height > max_pixels:
-                    raise BadImageError(path, f"image is {image.width}x{image.height} pixels, "
-                                              f"above the limit of {max_pixels}")
+                    raise BadImageError(
+                        path, f"image is {image.width}x{image.height} pixels, above the limit of {max_pixels}"
+                    )
                 image.load()
                 image = ImageOps.exif_transpose(image)
                 rgb = _to_rgb(image)
     except BadImageError:
         raise
-    except (OSError, SyntaxError, ValueError, TypeError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as error:
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        TypeError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as error:
         raise BadImageError(path, f"cannot decode image ({type(error).__name__}: {error})") from error
     if max_side is not None and max(rgb.size) > max_side:
         rgb.thumbnail((max_side, max_side), Image.BILINEAR)
@@ -108,8 +114,9 @@ def find_bad_images(paths: Iterable[str | Path], max_side: int = 256) -> list[Ba
     return errors
 
 
-def image_transform(image_size: Sequence[int], mean: Sequence[float] = IMAGENET_MEAN,
-                    std: Sequence[float] = IMAGENET_STD) -> Callable[[Image.Image], torch.Tensor]:
+def image_transform(
+    image_size: Sequence[int], mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> Callable[[Image.Image], torch.Tensor]:
     """Return PIL RGB -> float32 [3, H, W]: bilinear resize to `image_size` (H, W), /255, normalise."""
     height, width = int(image_size[0]), int(image_size[1])
     mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)

@@ -1,4 +1,5 @@
 """Where the label map of an image lives: a parallel `<folder>_labels/<stem>.png` tree."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """PlaceDataset: the one structure every dataset layout reader returns."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -37,16 +38,20 @@ class PlaceDataset:
         if self.database_coords is not None:
             self.database_coords = np.asarray(self.database_coords, dtype=np.float64).reshape(-1, 2)
             if len(self.database_coords) != len(self.database_paths):
-                raise DatasetError(f"{self.root}: {len(self.database_paths)} database images but "
-                                   f"{len(self.database_coords)} database coordinates")
+                raise DatasetError(
+                    f"{self.root}: {len(self.database_paths)} database images but "
+                    f"{len(self.database_coords)} database coordinates"
+                )
         if self.query_coords is not None:
             self.query_coords = np.asarray(self.query_coords, dtype=np.float64).reshape(-1, 2)
             if len(self.query_coords) != len(self.query_paths):
-                raise DatasetError(f"{self.root}: {len(self.query_paths)} queries but "
-                                   f"{len(self.query_coords)} query coordinates")
+                raise DatasetError(
+                    f"{self.root}: {len(self.query_paths)} queries but {len(self.query_coords)} query coordinates"
+                )
         if self.ground_truth is not None and len(self.ground_truth) != len(self.query_paths):
-            raise DatasetError(f"{self.root}: ground truth has {len(self.ground_truth)} rows for "
-                               f"{len(self.query_paths)} queries")
+            raise DatasetError(
+                f"{self.root}: ground truth has {len(self.ground_truth)} rows for {len(self.query_paths)} queries"
+            )
 
     @property
     def num_database(self) -> int:
@@ -61,16 +66,17 @@ class PlaceDataset:
     @property
     def is_labelled(self) -> bool:
         """True when positives can be computed (coordinates or explicit ground truth)."""
-        return self.ground_truth is not None or (
-            self.database_coords is not None and self.query_coords is not None)
+        return self.ground_truth is not None or (self.database_coords is not None and self.query_coords is not None)
 
     def positives_per_query(self, threshold_m: float | None = None) -> list[np.ndarray]:
         """Sorted int64 database indices within `threshold_m` (default: the split's) of each query."""
         if self.ground_truth is not None:
             return [np.unique(np.asarray(row, dtype=np.int64)) for row in self.ground_truth]
         if not self.is_labelled:
-            raise DatasetError(f"{self.root}: dataset {self.name} has no coordinates or ground truth; "
-                               "it can be searched but not evaluated")
+            raise DatasetError(
+                f"{self.root}: dataset {self.name} has no coordinates or ground truth; "
+                "it can be searched but not evaluated"
+            )
         radius = self.threshold_m if threshold_m is None else threshold_m
         if self.num_database == 0 or self.num_queries == 0:
             return [np.zeros(0, dtype=np.int64) for _ in range(self.num_queries)]
@@ -86,5 +92,4 @@ class PlaceDataset:
             threshold = f"threshold +/- {self.extra['frame_tolerance']} frames"
         else:
             threshold = f"threshold {self.threshold_m:g} m"
-        return (f"{self.name} {self.split}: {self.num_queries} queries, {self.num_database} database, "
-                f"{threshold}")
+        return f"{self.name} {self.split}: {self.num_queries} queries, {self.num_database} database, {threshold}"

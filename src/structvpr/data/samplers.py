@@ -12,6 +12,7 @@ With Lightning: `DataLoader(dataset, batch_sampler=PlaceBatchSampler(...))`. Lig
 seed and keeps every world_size-th one (rank and world size come from torch.distributed
 unless given).
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -35,11 +36,20 @@ class _EpochHook:
 class PlaceBatchSampler(Sampler[list[int]]):
     """Yields lists of P x K dataset indices (place-major: K images of place 1, then place 2, ...)."""
 
-    def __init__(self, places: Sequence[int], places_per_batch: int, images_per_place: int, *,
-                 seed: int = 0, batches_per_epoch: int | None = None,
-                 small_places: str = "replacement", centres: np.ndarray | None = None,
-                 min_separation_m: float = 25.0, rank: int | None = None,
-                 world_size: int | None = None) -> None:
+    def __init__(
+        self,
+        places: Sequence[int],
+        places_per_batch: int,
+        images_per_place: int,
+        *,
+        seed: int = 0,
+        batches_per_epoch: int | None = None,
+        small_places: str = "replacement",
+        centres: np.ndarray | None = None,
+        min_separation_m: float = 25.0,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
         """`places`: int place label per dataset index; `centres`: float [num labels, 2] metres.
 
         `batches_per_epoch` counts batches per rank (default: enough for every eligible place
@@ -53,13 +63,20 @@ class PlaceBatchSampler(Sampler[list[int]]):
         order = np.argsort(places, kind="stable")
         labels, starts = np.unique(places[order], return_index=True)
         members = np.split(order, starts[1:]) if len(order) else []
-        self.indices_of_place = {int(label): group for label, group in zip(labels, members)}
-        self.eligible = np.array([label for label, group in self.indices_of_place.items()
-                                  if small_places == "replacement" or len(group) >= images_per_place],
-                                 dtype=np.int64)
+        self.indices_of_place = {int(label): group for label, group in zip(labels, members, strict=False)}
+        self.eligible = np.array(
+            [
+                label
+                for label, group in self.indices_of_place.items()
+                if small_places == "replacement" or len(group) >= images_per_place
+            ],
+            dtype=np.int64,
+        )
         if len(self.eligible) < places_per_batch:
-            raise ValueError(f"only {len(self.eligible)} places can fill a batch (small_places="
-                             f"{small_places!r}, K={images_per_place}); need P={places_per_batch}")
+            raise ValueError(
+                f"only {len(self.eligible)} places can fill a batch (small_places="
+                f"{small_places!r}, K={images_per_place}); need P={places_per_batch}"
+            )
         self.places_per_batch = places_per_batch
         self.images_per_place = images_per_place
         self.batch_size = places_per_batch * images_per_place
@@ -109,8 +126,10 @@ class PlaceBatchSampler(Sampler[list[int]]):
             candidate = queue.popleft()
             attempts += 1
             if attempts > 3 * len(self.eligible) + self.places_per_batch:
-                raise ValueError(f"cannot find {self.places_per_batch} places at least "
-                                 f"{self.min_separation_m} m apart; lower P or min_separation_m")
+                raise ValueError(
+                    f"cannot find {self.places_per_batch} places at least "
+                    f"{self.min_separation_m} m apart; lower P or min_separation_m"
+                )
             if candidate in chosen or self._too_close(candidate, chosen):
                 deferred.append(candidate)
                 continue

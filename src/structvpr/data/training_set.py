@@ -6,6 +6,7 @@ radius / sqrt(2), so any two images of a place are at most `radius` (10 m) apart
 training positives. Neighbouring cells are different places although they may be closer than the
 non-negative radius; the batch sampler keeps such places out of the same batch.
 """
+
 from __future__ import annotations
 
 import math
@@ -85,20 +86,25 @@ def load_label_map(image_path: str | Path, size: Sequence[int]) -> torch.Tensor:
     """The label map of `image_path` as uint8 [H, W] (trainIds, 255 = ignore), NEAREST-resized to size."""
     label_path = label_path_for(image_path)
     if not label_path.is_file():
-        raise LabelMapError(f"{printable_path(label_path)}: label map of {printable_path(image_path)} "
-                            "is missing (write label maps with `structvpr segment`)")
+        raise LabelMapError(
+            f"{printable_path(label_path)}: label map of {printable_path(image_path)} "
+            "is missing (write label maps with `structvpr segment`)"
+        )
     try:
         with Image.open(label_path) as label_image:
             if label_image.mode not in ("L", "P"):
-                raise LabelMapError(f"{printable_path(label_path)}: label map of {printable_path(image_path)}"
-                                    f" is mode {label_image.mode}, expected single-channel 8-bit (L or P)")
+                raise LabelMapError(
+                    f"{printable_path(label_path)}: label map of {printable_path(image_path)}"
+                    f" is mode {label_image.mode}, expected single-channel 8-bit (L or P)"
+                )
             height, width = int(size[0]), int(size[1])
             if label_image.size != (width, height):
                 label_image = label_image.resize((width, height), Image.NEAREST)
             array = np.array(label_image, dtype=np.uint8)
     except OSError as error:
-        raise LabelMapError(f"{printable_path(label_path)}: cannot read label map of "
-                            f"{printable_path(image_path)} ({error})") from error
+        raise LabelMapError(
+            f"{printable_path(label_path)}: cannot read label map of {printable_path(image_path)} ({error})"
+        ) from error
     return torch.from_numpy(array)
 
 
@@ -109,12 +115,20 @@ class PlaceTrainingSet(Dataset):
     index: position in this set; label_map (with_labels=True): uint8 [H, W] trainIds.
     """
 
-    def __init__(self, paths: Sequence[str | Path], places: Sequence[int], *,
-                 image_size: Sequence[int] = (240, 320), mean: Sequence[float] = IMAGENET_MEAN,
-                 std: Sequence[float] = IMAGENET_STD, with_labels: bool = False,
-                 transform: Callable[[Image.Image], torch.Tensor] | None = None,
-                 centres: np.ndarray | None = None, on_bad_image: str = "error",
-                 max_side: int | None = None) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        places: Sequence[int],
+        *,
+        image_size: Sequence[int] = (240, 320),
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        with_labels: bool = False,
+        transform: Callable[[Image.Image], torch.Tensor] | None = None,
+        centres: np.ndarray | None = None,
+        on_bad_image: str = "error",
+        max_side: int | None = None,
+    ) -> None:
         """`paths` with one integer place label each (any ids; stored as 0..P-1 in `places`).
 
         centres: optional float [max id + 1, 2] metres, indexed by the given ids (for the sampler's
@@ -132,7 +146,7 @@ class PlaceTrainingSet(Dataset):
             bad = {error.path for error in find_bad_images(paths)}
             self.skipped_bad_images = [printable_path(p) for p in paths if p in bad]
             keep = np.array([p not in bad for p in paths], dtype=bool)
-            paths, places = [p for p, k in zip(paths, keep) if k], places[keep]
+            paths, places = [p for p, k in zip(paths, keep, strict=False) if k], places[keep]
         if not paths:
             raise DatasetError("training set has no images")
         # Contiguous labels 0..P-1 so that losses with a class count work; keep the old ids.
@@ -155,31 +169,47 @@ class PlaceTrainingSet(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         path = self.paths[index]
-        item = {"image": self.transform(load_rgb(path, max_side=self.max_side)),
-                "place": int(self.places[index]), "index": int(index)}
+        item = {
+            "image": self.transform(load_rgb(path, max_side=self.max_side)),
+            "place": int(self.places[index]),
+            "index": int(index),
+        }
         if self.with_labels:
             item["label_map"] = load_label_map(path, self.image_size)
         return item
 
     @classmethod
-    def from_coordinates(cls, paths: Sequence[str | Path], coords: np.ndarray,
-                         positive_radius_m: float = TRAINING_POSITIVE_RADIUS_M, **kwargs) -> PlaceTrainingSet:
+    def from_coordinates(
+        cls,
+        paths: Sequence[str | Path],
+        coords: np.ndarray,
+        positive_radius_m: float = TRAINING_POSITIVE_RADIUS_M,
+        **kwargs,
+    ) -> PlaceTrainingSet:
         """Places from UTM coords float [N, 2] (m) on the radius/sqrt(2) grid; kwargs go to __init__."""
         places = places_from_coordinates(coords, positive_radius_m)
         return cls(paths, places, centres=place_centres(coords, places), **kwargs)
 
     @classmethod
-    def from_place_dataset(cls, dataset: PlaceDataset, *, include_queries: bool = True,
-                           positive_radius_m: float = TRAINING_POSITIVE_RADIUS_M,
-                           metadata_csv: str | Path | None = None, **kwargs) -> PlaceTrainingSet:
+    def from_place_dataset(
+        cls,
+        dataset: PlaceDataset,
+        *,
+        include_queries: bool = True,
+        positive_radius_m: float = TRAINING_POSITIVE_RADIUS_M,
+        metadata_csv: str | Path | None = None,
+        **kwargs,
+    ) -> PlaceTrainingSet:
         """Database (+ query) images of `dataset`, places from `<root>/metadata.csv` or coordinates."""
         paths = list(dataset.database_paths) + (list(dataset.query_paths) if include_queries else [])
         csv_path = Path(metadata_csv) if metadata_csv else dataset.root / METADATA_FILE
         if csv_path.is_file():
             return cls._from_metadata(paths, csv_path, dataset.root, **kwargs)
         if dataset.database_coords is None or (include_queries and dataset.query_coords is None):
-            raise DatasetError(f"{printable_path(dataset.root)}: dataset {dataset.name} has no coordinates "
-                               f"and no {METADATA_FILE} with place_id: cannot form training places")
+            raise DatasetError(
+                f"{printable_path(dataset.root)}: dataset {dataset.name} has no coordinates "
+                f"and no {METADATA_FILE} with place_id: cannot form training places"
+            )
         coords = [dataset.database_coords] + ([dataset.query_coords] if include_queries else [])
         return cls.from_coordinates(paths, np.concatenate(coords), positive_radius_m, **kwargs)
 
@@ -190,8 +220,7 @@ class PlaceTrainingSet(Dataset):
         for path in paths:
             relative = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
             if relative not in place_of:
-                raise DatasetError(f"{printable_path(csv_path)}: no place_id for image "
-                                   f"{printable_path(path)}")
+                raise DatasetError(f"{printable_path(csv_path)}: no place_id for image {printable_path(path)}")
             place_ids.append(place_of[relative])
             coords.append(coords_of.get(relative, (np.nan, np.nan)))
         _, places = np.unique(np.asarray(place_ids), return_inverse=True)

@@ -1,4 +1,5 @@
 """Batched descriptor extraction that streams into a memory-mapped file (no Python list of arrays)."""
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,14 @@ class ImagePathDataset(Dataset):
     caller can blank its descriptor; with "error" it raises BadImageError naming the file.
     """
 
-    def __init__(self, paths: Sequence[str | Path], image_size: Sequence[int], mean: Sequence[float],
-                 std: Sequence[float], on_bad_image: str = "error") -> None:
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        image_size: Sequence[int],
+        mean: Sequence[float],
+        std: Sequence[float],
+        on_bad_image: str = "error",
+    ) -> None:
         if on_bad_image not in BAD_IMAGE_POLICIES:
             raise ValueError(f"on_bad_image must be one of {BAD_IMAGE_POLICIES}, got {on_bad_image!r}")
         self.paths = [Path(p) for p in paths]
@@ -50,8 +57,9 @@ def _open_output(out_file: str | Path | None, shape: tuple[int, int]) -> tuple[n
     """A writable float32 memmap: a .npy beside `out_file` (renamed into place at the end), or an
     anonymous temporary file that disappears when the array is garbage-collected."""
     if out_file is None:
-        return np.memmap(tempfile.TemporaryFile(prefix="structvpr-descriptors-"), dtype=np.float32,
-                         mode="w+", shape=shape), None
+        return np.memmap(
+            tempfile.TemporaryFile(prefix="structvpr-descriptors-"), dtype=np.float32, mode="w+", shape=shape
+        ), None
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_file.name}.", suffix=".tmp", dir=out_file.parent)
@@ -64,11 +72,21 @@ def _open_output(out_file: str | Path | None, shape: tuple[int, int]) -> tuple[n
 
 
 @torch.inference_mode()
-def compute_descriptors(model: nn.Module, paths: Sequence[str | Path], *, image_size: Sequence[int],
-                        mean: Sequence[float], std: Sequence[float], batch_size: int = 32,
-                        device: str | torch.device = "cpu", num_workers: int = 0,
-                        out_file: str | Path | None = None, on_bad_image: str = "error",
-                        progress: bool = True, desc: str = "descriptors") -> np.ndarray:
+def compute_descriptors(
+    model: nn.Module,
+    paths: Sequence[str | Path],
+    *,
+    image_size: Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    num_workers: int = 0,
+    out_file: str | Path | None = None,
+    on_bad_image: str = "error",
+    progress: bool = True,
+    desc: str = "descriptors",
+) -> np.ndarray:
     """Descriptors float32 [N, D] of the images at `paths`, row i for paths[i].
 
     `model` maps [B, 3, H, W] to [B, D]; images are resized to image_size (H, W) and normalised
@@ -79,8 +97,13 @@ def compute_descriptors(model: nn.Module, paths: Sequence[str | Path], *, image_
     if len(paths) == 0:
         raise ValueError("compute_descriptors: no image paths given")
     dataset = ImagePathDataset(paths, image_size, mean, std, on_bad_image)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=torch.device(device).type == "cuda")
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=torch.device(device).type == "cuda",
+    )
     was_training = model.training
     model.eval()
     output: np.memmap | None = None
@@ -93,7 +116,7 @@ def compute_descriptors(model: nn.Module, paths: Sequence[str | Path], *, image_
             if output is None:
                 output, tmp_path = _open_output(out_file, (len(dataset), batch.shape[1]))
             batch[~valid.numpy()] = 0.0
-            output[start:start + len(batch)] = batch
+            output[start : start + len(batch)] = batch
             bad_paths.extend(dataset.paths[start + i] for i in np.flatnonzero(~valid.numpy()))
             start += len(batch)
         assert output is not None
@@ -108,6 +131,5 @@ def compute_descriptors(model: nn.Module, paths: Sequence[str | Path], *, image_
         if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
     if bad_paths:
-        warnings.warn(f"{len(bad_paths)} undecodable images got zero descriptors, first: {bad_paths[0]}",
-                      stacklevel=2)
+        warnings.warn(f"{len(bad_paths)} undecodable images got zero descriptors, first: {bad_paths[0]}", stacklevel=2)
     return output

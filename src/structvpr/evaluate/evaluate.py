@@ -1,4 +1,5 @@
 """Evaluate a descriptor model on one PlaceDataset: Recall@N, one printed line, JSON + CSV + images."""
+
 from __future__ import annotations
 
 import csv
@@ -33,11 +34,16 @@ def output_stem(dataset: PlaceDataset) -> str:
 def format_result_line(dataset: PlaceDataset, result: RecallResult) -> str:
     """'<name> <split>: <Nq> queries, <Nd> database, threshold <T> m | R@1: 73.0, ... | <n> excluded'."""
     recalls = ", ".join(f"R@{n}: {100 * value:.1f}" for n, value in result.recalls.items())
-    return (f"{dataset.summary()} | {recalls} | {result.num_excluded} queries without positives excluded")
+    return f"{dataset.summary()} | {recalls} | {result.num_excluded} queries without positives excluded"
 
 
-def _write_predictions_csv(path: Path, dataset: PlaceDataset, predictions: np.ndarray, scores: np.ndarray,
-                           positives_per_query: Sequence[np.ndarray]) -> None:
+def _write_predictions_csv(
+    path: Path,
+    dataset: PlaceDataset,
+    predictions: np.ndarray,
+    scores: np.ndarray,
+    positives_per_query: Sequence[np.ndarray],
+) -> None:
     """One row per query: its path, number of positives, then path/correct/score per rank."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -49,19 +55,33 @@ def _write_predictions_csv(path: Path, dataset: PlaceDataset, predictions: np.nd
     for query_index, query_path in enumerate(dataset.query_paths):
         positives = positives_per_query[query_index]
         row: list[object] = [query_index, str(query_path), len(positives)]
-        for database_index, score in zip(predictions[query_index], scores[query_index]):
-            row += [str(dataset.database_paths[database_index]), int(np.isin(database_index, positives)),
-                    f"{score:.6f}"]
+        for database_index, score in zip(predictions[query_index], scores[query_index], strict=False):
+            row += [
+                str(dataset.database_paths[database_index]),
+                int(np.isin(database_index, positives)),
+                f"{score:.6f}",
+            ]
         writer.writerow(row)
     atomic_write_text(path, buffer.getvalue())
 
 
-def evaluate_dataset(model: nn.Module, dataset: PlaceDataset, *, recall_values: Sequence[int] = (1, 5, 10, 20),
-                     batch_size: int = 32, device: str | torch.device = "cpu", num_workers: int = 0,
-                     out_dir: str | Path | None = None, save_descriptors: bool = False,
-                     num_preds_to_save: int = 0, image_size: Sequence[int] | None = None,
-                     mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                     on_bad_image: str = "error", progress: bool = True) -> dict:
+def evaluate_dataset(
+    model: nn.Module,
+    dataset: PlaceDataset,
+    *,
+    recall_values: Sequence[int] = (1, 5, 10, 20),
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    num_workers: int = 0,
+    out_dir: str | Path | None = None,
+    save_descriptors: bool = False,
+    num_preds_to_save: int = 0,
+    image_size: Sequence[int] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    on_bad_image: str = "error",
+    progress: bool = True,
+) -> dict:
     """Extract descriptors, search exactly, print one result line and return the result dict.
 
     Preprocessing (image_size (H, W), mean, std) defaults to `model.config`. With `out_dir`, writes
@@ -79,18 +99,30 @@ def evaluate_dataset(model: nn.Module, dataset: PlaceDataset, *, recall_values: 
     if (save_descriptors or num_preds_to_save > 0) and out_dir is None:
         raise ValueError("save_descriptors and num_preds_to_save need an output folder (out_dir)")
     if dataset.num_queries == 0 or dataset.num_database == 0:
-        raise DatasetError(f"{dataset.root}: {dataset.name} {dataset.split} has {dataset.num_queries} queries "
-                           f"and {dataset.num_database} database images; both must be non-empty")
+        raise DatasetError(
+            f"{dataset.root}: {dataset.name} {dataset.split} has {dataset.num_queries} queries "
+            f"and {dataset.num_database} database images; both must be non-empty"
+        )
     positives_per_query = dataset.positives_per_query()  # fails early, before extraction, if unlabelled
     out_dir = Path(out_dir) if out_dir is not None else None
     stem = output_stem(dataset)
 
     def descriptors_for(paths: list[Path], role: str) -> np.ndarray:
         out_file = out_dir / f"{stem}_{role}.npy" if save_descriptors and out_dir is not None else None
-        return compute_descriptors(model, paths, image_size=image_size, mean=mean, std=std,
-                                   batch_size=batch_size, device=device, num_workers=num_workers,
-                                   out_file=out_file, on_bad_image=on_bad_image, progress=progress,
-                                   desc=f"{dataset.name} {role}")
+        return compute_descriptors(
+            model,
+            paths,
+            image_size=image_size,
+            mean=mean,
+            std=std,
+            batch_size=batch_size,
+            device=device,
+            num_workers=num_workers,
+            out_file=out_file,
+            on_bad_image=on_bad_image,
+            progress=progress,
+            desc=f"{dataset.name} {role}",
+        )
 
     start = time.perf_counter()
     database_descriptors = descriptors_for(dataset.database_paths, "database")
@@ -102,16 +134,24 @@ def evaluate_dataset(model: nn.Module, dataset: PlaceDataset, *, recall_values: 
     print(format_result_line(dataset, result), flush=True)
 
     summary = {
-        "dataset": dataset.name, "split": dataset.split, "root": str(dataset.root),
-        "num_queries": dataset.num_queries, "num_database": dataset.num_database,
+        "dataset": dataset.name,
+        "split": dataset.split,
+        "root": str(dataset.root),
+        "num_queries": dataset.num_queries,
+        "num_database": dataset.num_database,
         "positives": "ground_truth" if dataset.ground_truth is not None else "threshold",
         "threshold_m": None if dataset.ground_truth is not None else dataset.threshold_m,
         "recalls": {str(n): (None if math.isnan(v) else v) for n, v in result.recalls.items()},
-        "num_evaluated": result.num_evaluated, "num_excluded": result.num_excluded,
-        "descriptor_dim": int(query_descriptors.shape[1]), "image_size": list(image_size),
-        "mean": list(mean), "std": list(std),
+        "num_evaluated": result.num_evaluated,
+        "num_excluded": result.num_excluded,
+        "descriptor_dim": int(query_descriptors.shape[1]),
+        "image_size": list(image_size),
+        "mean": list(mean),
+        "std": list(std),
         "model": config.to_dict() if hasattr(config, "to_dict") else None,
-        "extraction_seconds": round(extraction_seconds, 3), "device": str(device), "files": {},
+        "extraction_seconds": round(extraction_seconds, 3),
+        "device": str(device),
+        "files": {},
     }
     if out_dir is not None:
         csv_path = out_dir / f"{stem}_predictions.csv"
@@ -123,8 +163,14 @@ def evaluate_dataset(model: nn.Module, dataset: PlaceDataset, *, recall_values: 
             summary["files"]["database_descriptors"] = str(out_dir / f"{stem}_database.npy")
         if num_preds_to_save > 0:
             images_dir = out_dir / f"{stem}_preds"
-            save_prediction_images(dataset.query_paths, dataset.database_paths, predictions,
-                                   positives_per_query, images_dir, num_preds_to_save)
+            save_prediction_images(
+                dataset.query_paths,
+                dataset.database_paths,
+                predictions,
+                positives_per_query,
+                images_dir,
+                num_preds_to_save,
+            )
             summary["files"]["prediction_images"] = str(images_dir)
         json_path = out_dir / f"{stem}.json"
         summary["files"]["result_json"] = str(json_path)

@@ -1,4 +1,5 @@
 """Prediction images: the query and its top-N database images in a row, correct green, wrong red."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -34,16 +35,16 @@ def _thumbnail(path: Path, height: int, colour: tuple[int, int, int], caption: s
     return framed
 
 
-def prediction_row(query_path: Path, predicted_paths: Sequence[Path], correct: Sequence[bool] | None,
-                   height: int = 192) -> Image.Image:
+def prediction_row(
+    query_path: Path, predicted_paths: Sequence[Path], correct: Sequence[bool] | None, height: int = 192
+) -> Image.Image:
     """One RGB image: query (white frame) then predictions (green = correct, red = wrong;
     orange when the query has no positive, `correct` None)."""
     tiles = [_thumbnail(Path(query_path), height, QUERY_COLOUR, "query")]
     for rank, path in enumerate(predicted_paths, start=1):
         colour = NO_POSITIVE_COLOUR if correct is None else (CORRECT_COLOUR if correct[rank - 1] else WRONG_COLOUR)
         tiles.append(_thumbnail(Path(path), height, colour, str(rank)))
-    row = Image.new("RGB", (sum(t.width for t in tiles) + GAP_PX * (len(tiles) - 1), tiles[0].height),
-                    (255, 255, 255))
+    row = Image.new("RGB", (sum(t.width for t in tiles) + GAP_PX * (len(tiles) - 1), tiles[0].height), (255, 255, 255))
     x = 0
     for tile in tiles:
         row.paste(tile, (x, 0))
@@ -51,9 +52,15 @@ def prediction_row(query_path: Path, predicted_paths: Sequence[Path], correct: S
     return row
 
 
-def save_prediction_images(query_paths: Sequence[Path], database_paths: Sequence[Path],
-                           predictions: np.ndarray, positives_per_query: Sequence[np.ndarray],
-                           out_dir: str | Path, num_preds: int, height: int = 192) -> list[Path]:
+def save_prediction_images(
+    query_paths: Sequence[Path],
+    database_paths: Sequence[Path],
+    predictions: np.ndarray,
+    positives_per_query: Sequence[np.ndarray],
+    out_dir: str | Path,
+    num_preds: int,
+    height: int = 192,
+) -> list[Path]:
     """Write `<out_dir>/<query index>.jpg` for every query: the query and its top `num_preds`
     predictions (database indices int [Nq, >= num_preds], best first). Returns the written paths."""
     out_dir = Path(out_dir)

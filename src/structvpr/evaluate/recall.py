@@ -1,4 +1,5 @@
 """Exact nearest-neighbour search with FAISS and Recall@N over queries that have a positive."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -21,12 +22,15 @@ class RecallResult:
 
 
 def _chunks(array: np.ndarray) -> list[np.ndarray]:
-    return [np.ascontiguousarray(array[start:start + CHUNK_ROWS], dtype=np.float32)
-            for start in range(0, len(array), CHUNK_ROWS)]
+    return [
+        np.ascontiguousarray(array[start : start + CHUNK_ROWS], dtype=np.float32)
+        for start in range(0, len(array), CHUNK_ROWS)
+    ]
 
 
-def search_top_k(query_descriptors: np.ndarray, database_descriptors: np.ndarray,
-                 k: int) -> tuple[np.ndarray, np.ndarray]:
+def search_top_k(
+    query_descriptors: np.ndarray, database_descriptors: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact inner-product search (IndexFlatIP; cosine for L2-normalised descriptors).
 
     query float32 [Nq, D], database float32 [Nd, D] (memmaps are read in chunks).
@@ -35,8 +39,10 @@ def search_top_k(query_descriptors: np.ndarray, database_descriptors: np.ndarray
     if query_descriptors.ndim != 2 or database_descriptors.ndim != 2:
         raise ValueError("descriptors must be 2-D arrays [N, D]")
     if query_descriptors.shape[1] != database_descriptors.shape[1]:
-        raise ValueError(f"query descriptors have dimension {query_descriptors.shape[1]} but database "
-                         f"descriptors {database_descriptors.shape[1]}")
+        raise ValueError(
+            f"query descriptors have dimension {query_descriptors.shape[1]} but database "
+            f"descriptors {database_descriptors.shape[1]}"
+        )
     if len(database_descriptors) == 0:
         raise ValueError("the database has no descriptors to search")
     index = faiss.IndexFlatIP(database_descriptors.shape[1])
@@ -53,8 +59,9 @@ def search_top_k(query_descriptors: np.ndarray, database_descriptors: np.ndarray
     return np.concatenate(scores), np.concatenate(indices).astype(np.int64)
 
 
-def recall_from_predictions(predictions: np.ndarray, positives_per_query: Sequence[np.ndarray],
-                            ns: Sequence[int] = (1, 5, 10, 20)) -> RecallResult:
+def recall_from_predictions(
+    predictions: np.ndarray, positives_per_query: Sequence[np.ndarray], ns: Sequence[int] = (1, 5, 10, 20)
+) -> RecallResult:
     """Recall@N from ranked database indices int [Nq, k] (best first).
 
     A query counts as correct at N when one of its first N predictions is a positive. Queries
@@ -71,7 +78,7 @@ def recall_from_predictions(predictions: np.ndarray, positives_per_query: Sequen
         return RecallResult({n: float("nan") for n in ns}, 0, len(positives_per_query))
     # Rank of the first correct prediction per query (k = none within the list).
     first_correct = np.full(len(predictions), np.iinfo(np.int64).max, dtype=np.int64)
-    for query_index, (row, positives) in enumerate(zip(predictions, positives_per_query)):
+    for query_index, (row, positives) in enumerate(zip(predictions, positives_per_query, strict=False)):
         hits = np.flatnonzero(np.isin(row, positives))
         if len(hits):
             first_correct[query_index] = hits[0]
@@ -80,8 +87,12 @@ def recall_from_predictions(predictions: np.ndarray, positives_per_query: Sequen
     return RecallResult(recalls, num_evaluated, len(positives_per_query) - num_evaluated)
 
 
-def recall_at_n(query_descriptors: np.ndarray, database_descriptors: np.ndarray,
-                positives_per_query: Sequence[np.ndarray], ns: Sequence[int] = (1, 5, 10, 20)) -> dict[int, float]:
+def recall_at_n(
+    query_descriptors: np.ndarray,
+    database_descriptors: np.ndarray,
+    positives_per_query: Sequence[np.ndarray],
+    ns: Sequence[int] = (1, 5, 10, 20),
+) -> dict[int, float]:
     """Recall@N (fractions) over queries that have at least one positive; exact FAISS search."""
     _, predictions = search_top_k(query_descriptors, database_descriptors, max(ns))
     return recall_from_predictions(predictions, positives_per_query, ns).recalls

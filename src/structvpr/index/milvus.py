@@ -6,6 +6,7 @@ the descriptors (FLOAT_VECTOR, inner-product metric), the image ids (INT64 prima
 field per metadata array (poses as ARRAY<DOUBLE>, paths as VARCHAR, scalars as DOUBLE/INT64).
 Scores are inner products of L2-normalised descriptors (cosine similarity), as in `PlaceIndex`.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,9 @@ def _client(uri: str, token: str | None) -> Any:
     try:
         from pymilvus import MilvusClient
     except ImportError as error:  # optional dependency: pip install structvpr[milvus]
-        raise RuntimeError("the Milvus backend needs pymilvus (and milvus-lite for .db files): "
-                           "pip install 'structvpr[milvus]'") from error
+        raise RuntimeError(
+            "the Milvus backend needs pymilvus (and milvus-lite for .db files): pip install 'structvpr[milvus]'"
+        ) from error
     if _is_lite(uri):
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
     return MilvusClient(uri=uri, token=token or "")
@@ -67,8 +69,16 @@ class MilvusPlaceIndex:
     stay in Milvus -- and `MilvusPlaceIndex.load(path)` reconnects to them.
     """
 
-    def __init__(self, client: Any, uri: str, collection: str, kind: str, params: dict[str, Any],
-                 metadata_fields: dict[str, dict[str, Any]], token: str | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        uri: str,
+        collection: str,
+        kind: str,
+        params: dict[str, Any],
+        metadata_fields: dict[str, dict[str, Any]],
+        token: str | None = None,
+    ) -> None:
         self.client = client
         self.uri = uri
         self.collection = collection
@@ -78,11 +88,24 @@ class MilvusPlaceIndex:
         self.token = token
 
     @classmethod
-    def build(cls, descriptors: Any, kind: str = "hnsw", metadata: Mapping[str, Any] | None = None,
-              ids: Any = None, *, uri: str = "structvpr_places.db", collection: str = "places",
-              token: str | None = None, nlist: int | None = None, pq_m: int = 32, pq_nbits: int = 8,
-              hnsw_m: int = 32, ef_construction: int = 80, overwrite: bool = False,
-              normalize: bool = False) -> MilvusPlaceIndex:
+    def build(
+        cls,
+        descriptors: Any,
+        kind: str = "hnsw",
+        metadata: Mapping[str, Any] | None = None,
+        ids: Any = None,
+        *,
+        uri: str = "structvpr_places.db",
+        collection: str = "places",
+        token: str | None = None,
+        nlist: int | None = None,
+        pq_m: int = 32,
+        pq_nbits: int = 8,
+        hnsw_m: int = 32,
+        ef_construction: int = 80,
+        overwrite: bool = False,
+        normalize: bool = False,
+    ) -> MilvusPlaceIndex:
         """Create collection `collection` at `uri` and insert `descriptors` float32 [N, D].
 
         kind: "flat" | "ivfflat" | "ivfpq" | "hnsw" (Milvus Lite: not ivfpq). metadata: name ->
@@ -92,8 +115,10 @@ class MilvusPlaceIndex:
         if kind not in KINDS:
             raise ValueError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)}")
         if _is_lite(uri) and kind not in LITE_KINDS:
-            raise ValueError(f"Milvus Lite ({uri}) does not implement {kind}; use one of "
-                             f"{', '.join(LITE_KINDS)} or a Milvus server URI")
+            raise ValueError(
+                f"Milvus Lite ({uri}) does not implement {kind}; use one of "
+                f"{', '.join(LITE_KINDS)} or a Milvus server URI"
+            )
         vectors = check_descriptors(descriptors, normalize=normalize)
         count, dim = vectors.shape
         params: dict[str, Any] = {"dim": dim}
@@ -118,19 +143,16 @@ class MilvusPlaceIndex:
         schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
         for key, spec in fields.items():
             if spec["type"] == "array":
-                schema.add_field(key, DataType.ARRAY, element_type=DataType.DOUBLE,
-                                 max_capacity=spec["width"])
+                schema.add_field(key, DataType.ARRAY, element_type=DataType.DOUBLE, max_capacity=spec["width"])
             elif spec["type"] == "string":
                 schema.add_field(key, DataType.VARCHAR, max_length=MAX_STRING)
             else:
                 schema.add_field(key, DataType.INT64 if spec["type"] == "int" else DataType.DOUBLE)
         index_params = client.prepare_index_params()
         index_type, build_params = _index_params(kind, params)
-        index_params.add_index(field_name=VECTOR_FIELD, index_type=index_type, metric_type="IP",
-                               params=build_params)
+        index_params.add_index(field_name=VECTOR_FIELD, index_type=index_type, metric_type="IP", params=build_params)
         # Strong consistency: a search right after an insert sees it (tests, incremental maps).
-        client.create_collection(collection, schema=schema, index_params=index_params,
-                                 consistency_level="Strong")
+        client.create_collection(collection, schema=schema, index_params=index_params, consistency_level="Strong")
         built = cls(client, uri, collection, kind, params, fields, token)
         built.add(vectors, ids=ids, metadata=checked)
         return built
@@ -138,11 +160,15 @@ class MilvusPlaceIndex:
     @classmethod
     def from_place_index(cls, index: Any, kind: str | None = None, **options: Any) -> MilvusPlaceIndex:
         """Copy a FAISS `PlaceIndex` (vectors, ids, metadata) into a new collection; options as `build`."""
-        params = {key: value for key, value in index.params.items()
-                  if key in ("nlist", "pq_m", "pq_nbits", "hnsw_m", "ef_construction")}
+        params = {
+            key: value
+            for key, value in index.params.items()
+            if key in ("nlist", "pq_m", "pq_nbits", "hnsw_m", "ef_construction")
+        }
         params.update(options)
-        return cls.build(index.stored_vectors(), kind=kind or index.kind, metadata=index.metadata,
-                         ids=index.ids, **params)
+        return cls.build(
+            index.stored_vectors(), kind=kind or index.kind, metadata=index.metadata, ids=index.ids, **params
+        )
 
     def add(self, descriptors: Any, ids: Any = None, metadata: Mapping[str, Any] | None = None) -> None:
         """Insert descriptors float32 [M, D] with ids int64 [M] (default: continue from the row count)."""
@@ -157,8 +183,9 @@ class MilvusPlaceIndex:
                 raise ValueError(f"ids: got {len(new_ids)} ids for {count} descriptors")
         checked = _check_metadata(metadata or {}, count)
         if set(checked) != set(self.metadata_fields):
-            raise ValueError(f"metadata keys {sorted(checked)} differ from the collection's "
-                             f"{sorted(self.metadata_fields)}")
+            raise ValueError(
+                f"metadata keys {sorted(checked)} differ from the collection's {sorted(self.metadata_fields)}"
+            )
         for start in range(0, count, INSERT_BATCH):
             stop = min(start + INSERT_BATCH, count)
             rows = []
@@ -178,8 +205,15 @@ class MilvusPlaceIndex:
         self.client.flush(self.collection)
         return int(self.client.get_collection_stats(self.collection)["row_count"])
 
-    def search(self, queries: Any, k: int = 5, *, nprobe: int | None = None, ef_search: int | None = None,
-               rerank: int | None = None) -> SearchResult:
+    def search(
+        self,
+        queries: Any,
+        k: int = 5,
+        *,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+        rerank: int | None = None,
+    ) -> SearchResult:
         """Top-k rows per query float32 [Q, D]; `positions` equal the ids (Milvus has no row order).
 
         nprobe / ef_search as in `PlaceIndex.search`; rerank: fetch this many candidates with their
@@ -192,9 +226,14 @@ class MilvusPlaceIndex:
             search_params["nprobe"] = min(int(nprobe or DEFAULT_NPROBE), self.params["nlist"])
         if self.kind == "hnsw":
             search_params["ef"] = max(int(ef_search or DEFAULT_EF_SEARCH), fetch)
-        hits = self.client.search(self.collection, data=list(queries), limit=fetch, anns_field=VECTOR_FIELD,
-                                  search_params={"metric_type": "IP", "params": search_params},
-                                  output_fields=[VECTOR_FIELD] if rerank else [])
+        hits = self.client.search(
+            self.collection,
+            data=list(queries),
+            limit=fetch,
+            anns_field=VECTOR_FIELD,
+            search_params={"metric_type": "IP", "params": search_params},
+            output_fields=[VECTOR_FIELD] if rerank else [],
+        )
         scores = np.full((len(queries), fetch), -np.inf, np.float32)
         ids = np.full((len(queries), fetch), -1, np.int64)
         for row, query_hits in enumerate(hits):
@@ -216,12 +255,14 @@ class MilvusPlaceIndex:
             raise KeyError(f"collection has no metadata {key!r} (it has {sorted(self.metadata_fields)})")
         positions = np.asarray(positions, dtype=np.int64)
         wanted = sorted({int(value) for value in positions.reshape(-1) if value >= 0})
-        rows = self.client.query(self.collection, filter=f"{ID_FIELD} in {wanted}",
-                                 output_fields=[key]) if wanted else []
+        rows = (
+            self.client.query(self.collection, filter=f"{ID_FIELD} in {wanted}", output_fields=[key]) if wanted else []
+        )
         by_id = {row[ID_FIELD]: row[key] for row in rows}
         spec = self.metadata_fields[key]
-        empty: Any = [np.nan] * spec.get("width", 1) if spec["type"] == "array" else (
-            "" if spec["type"] == "string" else np.nan)
+        empty: Any = (
+            [np.nan] * spec.get("width", 1) if spec["type"] == "array" else ("" if spec["type"] == "string" else np.nan)
+        )
         values = [by_id.get(int(value), empty) for value in positions.reshape(-1)]
         array = np.asarray(values)
         return array.reshape(*positions.shape, *array.shape[1:])
@@ -238,9 +279,15 @@ class MilvusPlaceIndex:
         The token is not written: pass it to `load` again.
         """
         self.client.flush(self.collection)
-        manifest = {"format": "structvpr-milvus-index", "version": 1, "uri": self.uri,
-                    "collection": self.collection, "kind": self.kind, "params": self.params,
-                    "metadata_fields": self.metadata_fields}
+        manifest = {
+            "format": "structvpr-milvus-index",
+            "version": 1,
+            "uri": self.uri,
+            "collection": self.collection,
+            "kind": self.kind,
+            "params": self.params,
+            "metadata_fields": self.metadata_fields,
+        }
         atomic_write_text(path, json.dumps(manifest, indent=2))
 
     @classmethod
@@ -257,8 +304,15 @@ class MilvusPlaceIndex:
         if not client.has_collection(manifest["collection"]):
             raise IndexFileError(f"{path}: collection {manifest['collection']!r} not found at {manifest['uri']}")
         client.load_collection(manifest["collection"])
-        return cls(client, manifest["uri"], manifest["collection"], manifest["kind"], manifest["params"],
-                   manifest["metadata_fields"], token)
+        return cls(
+            client,
+            manifest["uri"],
+            manifest["collection"],
+            manifest["kind"],
+            manifest["params"],
+            manifest["metadata_fields"],
+            token,
+        )
 
     def close(self) -> None:
         """Release the connection (Milvus Lite: stops the embedded engine for this file)."""

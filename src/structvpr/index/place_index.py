@@ -6,6 +6,7 @@ kinds can be compared. An index on disk is a folder (``manifest.json``, ``index.
 ``ids.npy``, one ``meta_<key>.npy`` per metadata array and, for re-ranking, ``vectors.npy``); it is
 written to a staging folder and swapped in, and it never contains pickled objects.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,9 @@ class SearchResult:
         return iter((self.scores, self.ids))
 
 
-def check_descriptors(descriptors: Any, dim: int | None = None, name: str = "descriptors",
-                      normalize: bool = False) -> np.ndarray:
+def check_descriptors(
+    descriptors: Any, dim: int | None = None, name: str = "descriptors", normalize: bool = False
+) -> np.ndarray:
     """Return `descriptors` as C-contiguous float32 [N, D]; raise ValueError if not L2-normalised.
 
     With normalize=True rows are L2-normalised instead of checked (zero rows are rejected).
@@ -69,7 +71,7 @@ def check_descriptors(descriptors: Any, dim: int | None = None, name: str = "des
         raise ValueError(f"{name}: dimension {array.shape[1]} does not match the index dimension {dim}")
     # Chunked so that a 1M x 256 array does not need a second 1 GB temporary.
     for start in range(0, len(array), 65536):
-        chunk = array[start:start + 65536]
+        chunk = array[start : start + 65536]
         if not np.isfinite(chunk).all():
             raise ValueError(f"{name}: contains NaN or infinite values")
         norms = np.sqrt(np.einsum("ij,ij->i", chunk, chunk))
@@ -78,11 +80,13 @@ def check_descriptors(descriptors: Any, dim: int | None = None, name: str = "des
                 raise ValueError(f"{name}: contains all-zero rows that cannot be normalised")
             if start == 0:
                 array = array.copy()  # never normalise the caller's array in place
-                chunk = array[start:start + 65536]
+                chunk = array[start : start + 65536]
             chunk /= norms[:, None]
         elif np.abs(norms - 1.0).max(initial=0.0) > _NORM_TOLERANCE:
-            raise ValueError(f"{name}: rows must be L2-normalised (found norms from {norms.min():.4f} "
-                             f"to {norms.max():.4f}); pass normalize=True to normalise them")
+            raise ValueError(
+                f"{name}: rows must be L2-normalised (found norms from {norms.min():.4f} "
+                f"to {norms.max():.4f}); pass normalize=True to normalise them"
+            )
     return array
 
 
@@ -92,8 +96,7 @@ def default_nlist(count: int) -> int:
 
 
 def _gpu_available() -> bool:
-    return hasattr(faiss, "index_cpu_to_all_gpus") and hasattr(faiss, "get_num_gpus") \
-        and faiss.get_num_gpus() > 0
+    return hasattr(faiss, "index_cpu_to_all_gpus") and hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
 
 
 class PlaceIndex:
@@ -103,9 +106,17 @@ class PlaceIndex:
     Build with `PlaceIndex.build`, grow with `add`, query with `search`, persist with `save`/`load`.
     """
 
-    def __init__(self, index: faiss.Index, kind: str, params: dict[str, Any], ids: np.ndarray,
-                 metadata: dict[str, np.ndarray], vectors: np.ndarray | None, use_gpu: bool | str,
-                 info: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        index: faiss.Index,
+        kind: str,
+        params: dict[str, Any],
+        ids: np.ndarray,
+        metadata: dict[str, np.ndarray],
+        vectors: np.ndarray | None,
+        use_gpu: bool | str,
+        info: dict[str, Any] | None = None,
+    ) -> None:
         self.index = index
         self.kind = kind
         self.params = params
@@ -119,11 +130,25 @@ class PlaceIndex:
 
     # ------------------------------------------------------------------ building
     @classmethod
-    def build(cls, descriptors: Any, kind: str = "flat", metadata: Mapping[str, Any] | None = None,
-              ids: Any = None, *, nlist: int | None = None, pq_m: int = 32, pq_nbits: int = 8,
-              opq: bool = False, hnsw_m: int = 32, ef_construction: int = 80, train_size: int | None = None,
-              store_vectors: bool | None = None, normalize: bool = False, use_gpu: bool | str = "auto",
-              seed: int = 0) -> PlaceIndex:
+    def build(
+        cls,
+        descriptors: Any,
+        kind: str = "flat",
+        metadata: Mapping[str, Any] | None = None,
+        ids: Any = None,
+        *,
+        nlist: int | None = None,
+        pq_m: int = 32,
+        pq_nbits: int = 8,
+        opq: bool = False,
+        hnsw_m: int = 32,
+        ef_construction: int = 80,
+        train_size: int | None = None,
+        store_vectors: bool | None = None,
+        normalize: bool = False,
+        use_gpu: bool | str = "auto",
+        seed: int = 0,
+    ) -> PlaceIndex:
         """Build an index of `descriptors` float32 [N, D] (L2-normalised; or pass normalize=True).
 
         kind: "flat" | "ivfflat" | "ivfpq" | "hnsw". `metadata` maps a name (e.g. "poses" float64
@@ -146,8 +171,9 @@ class PlaceIndex:
             if kind in ("ivfflat", "ivfpq"):
                 nlist = int(nlist or default_nlist(count))
                 if count < nlist:
-                    raise ValueError(f"{kind} with nlist={nlist} needs at least {nlist} descriptors "
-                                     f"to train, got {count}")
+                    raise ValueError(
+                        f"{kind} with nlist={nlist} needs at least {nlist} descriptors to train, got {count}"
+                    )
                 params["nlist"] = nlist
             if kind == "ivfpq":
                 if dim % pq_m:
@@ -180,8 +206,15 @@ class PlaceIndex:
                 params["train_size"] = sample_size
         if store_vectors is None:
             store_vectors = kind == "ivfpq"
-        built = cls(index, kind, params, np.empty(0, np.int64), {}, np.empty((0, dim), np.float32)
-                    if store_vectors else None, use_gpu)
+        built = cls(
+            index,
+            kind,
+            params,
+            np.empty(0, np.int64),
+            {},
+            np.empty((0, dim), np.float32) if store_vectors else None,
+            use_gpu,
+        )
         built.add(vectors, ids=ids, metadata=metadata)
         return built
 
@@ -201,8 +234,7 @@ class PlaceIndex:
                 raise ValueError(f"ids: got {len(new_ids)} ids for {count} descriptors")
         new_metadata = _check_metadata(metadata or {}, count)
         if len(self.ids) and set(new_metadata) != set(self.metadata):
-            raise ValueError(f"metadata keys {sorted(new_metadata)} differ from the index's "
-                             f"{sorted(self.metadata)}")
+            raise ValueError(f"metadata keys {sorted(new_metadata)} differ from the index's {sorted(self.metadata)}")
         self.index.add(vectors)
         self._gpu_index = None  # the GPU copy is rebuilt on the next search
         self.ids = np.concatenate([self.ids, new_ids])
@@ -231,8 +263,15 @@ class PlaceIndex:
             self._gpu_index = faiss.index_cpu_to_all_gpus(self.index)
         return self._gpu_index
 
-    def search(self, queries: Any, k: int = 5, *, nprobe: int | None = None, ef_search: int | None = None,
-               rerank: int | None = None) -> SearchResult:
+    def search(
+        self,
+        queries: Any,
+        k: int = 5,
+        *,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+        rerank: int | None = None,
+    ) -> SearchResult:
         """Top-k database rows for each query float32 [Q, D] (L2-normalised).
 
         nprobe: IVF lists visited (IVF kinds); ef_search: HNSW search breadth. rerank: fetch this
@@ -256,8 +295,7 @@ class PlaceIndex:
         scores = np.where(positions < 0, -np.inf, scores).astype(np.float32)
         if rerank and self.kind == "ivfpq":
             if self.vectors is None:
-                raise ValueError("re-ranking an ivfpq index needs its raw vectors: build it with "
-                                 "store_vectors=True")
+                raise ValueError("re-ranking an ivfpq index needs its raw vectors: build it with store_vectors=True")
             scores, positions = _exact_rerank(queries, positions, self.vectors)
         scores, positions = scores[:, :k], positions[:, :k]
         if positions.shape[1] < k:  # fewer rows than k: pad like FAISS does
@@ -306,9 +344,16 @@ class PlaceIndex:
                 _save_npy(staging / f"meta_{key}.npy", values)
             if self.vectors is not None:
                 _save_npy(staging / "vectors.npy", self.vectors)
-            manifest = {"format": "structvpr-place-index", "version": FORMAT_VERSION, "kind": self.kind,
-                        "params": self.params, "count": len(self), "metadata": sorted(self.metadata),
-                        "vectors": self.vectors is not None, "info": self.info}
+            manifest = {
+                "format": "structvpr-place-index",
+                "version": FORMAT_VERSION,
+                "kind": self.kind,
+                "params": self.params,
+                "count": len(self),
+                "metadata": sorted(self.metadata),
+                "vectors": self.vectors is not None,
+                "info": self.info,
+            }
             atomic_write_text(staging / "manifest.json", json.dumps(manifest, indent=2, default=str))
             _swap_folder(staging, path)
         except BaseException:
@@ -336,15 +381,16 @@ class PlaceIndex:
             vectors = _load_npy(path / "vectors.npy", mmap=mmap_vectors) if manifest["vectors"] else None
         except (OSError, RuntimeError, ValueError) as error:
             raise IndexFileError(f"{path}: damaged index folder ({error})") from error
-        if index.ntotal != manifest["count"] or len(ids) != index.ntotal or any(
-                len(values) != index.ntotal for values in metadata.values()):
+        if (
+            index.ntotal != manifest["count"]
+            or len(ids) != index.ntotal
+            or any(len(values) != index.ntotal for values in metadata.values())
+        ):
             raise IndexFileError(f"{path}: index, ids and metadata row counts disagree")
-        return cls(index, manifest["kind"], manifest["params"], ids, metadata, vectors, use_gpu,
-                   manifest.get("info"))
+        return cls(index, manifest["kind"], manifest["params"], ids, metadata, vectors, use_gpu, manifest.get("info"))
 
 
-def _exact_rerank(queries: np.ndarray, positions: np.ndarray, vectors: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def _exact_rerank(queries: np.ndarray, positions: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Re-order candidate positions [Q, R] by exact inner product; returns (scores, positions)."""
     valid = positions >= 0
     candidates = vectors[np.clip(positions, 0, None).reshape(-1)].reshape(*positions.shape, -1)

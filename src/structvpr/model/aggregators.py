@@ -3,6 +3,7 @@
 GeM (default), NetVLAD and a MixVPR-style feature mixer. Each returns an unnormalised vector; VPRNet
 applies the optional FC and the final L2 normalisation.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -105,7 +106,8 @@ class FeatureMixerLayer(nn.Module):
             nn.LayerNorm(num_positions),
             nn.Linear(num_positions, num_positions * mlp_ratio),
             nn.ReLU(),
-            nn.Linear(num_positions * mlp_ratio, num_positions))
+            nn.Linear(num_positions * mlp_ratio, num_positions),
+        )
         for module in self.mix.modules():
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=0.02)
@@ -122,8 +124,15 @@ class MixVPR(nn.Module):
     The spatial size (h, w) is fixed at construction: the model's image size decides it.
     """
 
-    def __init__(self, in_channels: int, feature_size: Sequence[int], out_channels: int = 256,
-                 out_rows: int = 4, depth: int = 4, mlp_ratio: int = 1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        feature_size: Sequence[int],
+        out_channels: int = 256,
+        out_rows: int = 4,
+        depth: int = 4,
+        mlp_ratio: int = 1,
+    ) -> None:
         super().__init__()
         self.feature_size = (int(feature_size[0]), int(feature_size[1]))
         num_positions = self.feature_size[0] * self.feature_size[1]
@@ -139,10 +148,19 @@ class MixVPR(nn.Module):
         return x.flatten(1)
 
 
-def build_aggregator(name: str, in_channels: int, *, feature_size: Sequence[int] | None = None,
-                     gem_p: float = 3.0, gem_learnable: bool = True, netvlad_clusters: int = 64,
-                     mixvpr_out_channels: int = 256, mixvpr_out_rows: int = 4, mixvpr_depth: int = 4,
-                     mixvpr_mlp_ratio: int = 1) -> tuple[nn.Module, int]:
+def build_aggregator(
+    name: str,
+    in_channels: int,
+    *,
+    feature_size: Sequence[int] | None = None,
+    gem_p: float = 3.0,
+    gem_learnable: bool = True,
+    netvlad_clusters: int = 64,
+    mixvpr_out_channels: int = 256,
+    mixvpr_out_rows: int = 4,
+    mixvpr_depth: int = 4,
+    mixvpr_mlp_ratio: int = 1,
+) -> tuple[nn.Module, int]:
     """Build an aggregator by name for a last feature map with `in_channels` channels.
 
     Returns (module mapping [B, C, h, w] -> [B, D], D). `feature_size` (h, w) is needed by mixvpr.
@@ -155,7 +173,13 @@ def build_aggregator(name: str, in_channels: int, *, feature_size: Sequence[int]
     if name == "mixvpr":
         if feature_size is None:
             raise ValueError("the mixvpr aggregator needs the feature map size (h, w) of the last level")
-        mixvpr = MixVPR(in_channels, feature_size, out_channels=mixvpr_out_channels,
-                        out_rows=mixvpr_out_rows, depth=mixvpr_depth, mlp_ratio=mixvpr_mlp_ratio)
+        mixvpr = MixVPR(
+            in_channels,
+            feature_size,
+            out_channels=mixvpr_out_channels,
+            out_rows=mixvpr_out_rows,
+            depth=mixvpr_depth,
+            mlp_ratio=mixvpr_mlp_ratio,
+        )
         return mixvpr, mixvpr.output_dim
     raise ValueError(f"unknown aggregator {name!r}; choose one of {', '.join(AGGREGATOR_NAMES)}")

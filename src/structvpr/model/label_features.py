@@ -15,6 +15,7 @@ Variants (how the weighted features become the label descriptor):
 The "units" of a variant are the features it is built from (lc: K, mc: L, lmc and mlp: L*K); they are
 what Stage II distils and aligns.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -101,8 +102,9 @@ def pool_level_masks(class_masks: torch.Tensor, size: Sequence[int]) -> torch.Te
     return F.adaptive_avg_pool2d(class_masks, tuple(size))
 
 
-def masked_pool(features: torch.Tensor, masks: torch.Tensor, pooling: str = "avg",
-                gem_p: float = 3.0, eps: float = 1e-6) -> torch.Tensor:
+def masked_pool(
+    features: torch.Tensor, masks: torch.Tensor, pooling: str = "avg", gem_p: float = 3.0, eps: float = 1e-6
+) -> torch.Tensor:
     """Masked average (or GeM) pooling: features [B, C, h, w], masks [B, K, h, w] -> [B, K, C].
 
     Each class's feature is the mask-weighted mean of the feature map; an all-zero mask gives 0.
@@ -135,8 +137,9 @@ class MaskHead(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, hidden: int = 64) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(in_channels, hidden, 3, padding=1), nn.ReLU(inplace=True),
-                                 nn.Conv2d(hidden, num_classes, 1))
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, hidden, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(hidden, num_classes, 1)
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features)
@@ -166,22 +169,31 @@ class LabelFeatureHead(nn.Module):
         self.config = config
         self.kept_classes = config.kept_classes
         self.projections = nn.ModuleList(
-            nn.Conv2d(int(level_channels[level]), config.label_dim, 1) for level in config.levels)
+            nn.Conv2d(int(level_channels[level]), config.label_dim, 1) for level in config.levels
+        )
         self.weighting = SharedWeighting(config.label_dim, config.weighting_hidden)
         num_levels, num_kept = len(config.levels), len(self.kept_classes)
         self.mlp = None
         if config.variant == "mlp":
-            self.mlp = nn.Sequential(nn.Linear(num_levels * num_kept * config.label_dim, config.mlp_dim),
-                                     nn.ReLU(inplace=True), nn.Linear(config.mlp_dim, config.mlp_dim))
-        self.mask_head = (MaskHead(int(level_channels[config.mask_head_level]), config.num_classes)
-                          if config.mask_head else None)
+            self.mlp = nn.Sequential(
+                nn.Linear(num_levels * num_kept * config.label_dim, config.mlp_dim),
+                nn.ReLU(inplace=True),
+                nn.Linear(config.mlp_dim, config.mlp_dim),
+            )
+        self.mask_head = (
+            MaskHead(int(level_channels[config.mask_head_level]), config.num_classes) if config.mask_head else None
+        )
 
     @property
     def descriptor_dim(self) -> int:
         """Length of the label descriptor of the configured variant."""
         c, levels, kept = self.config, len(self.config.levels), len(self.kept_classes)
-        return {"lc": kept * c.label_dim, "mc": levels * c.label_dim,
-                "lmc": levels * kept * c.label_dim, "mlp": c.mlp_dim}[c.variant]
+        return {
+            "lc": kept * c.label_dim,
+            "mc": levels * c.label_dim,
+            "lmc": levels * kept * c.label_dim,
+            "mlp": c.mlp_dim,
+        }[c.variant]
 
     def predict_masks(self, level_features: Sequence[torch.Tensor]) -> torch.Tensor:
         """Softmax masks [B, K, h, w] from the mask head (requires config.mask_head)."""
@@ -189,8 +201,7 @@ class LabelFeatureHead(nn.Module):
             raise RuntimeError("predict_masks needs LabelFeatureConfig(mask_head=True)")
         return torch.softmax(self.mask_head(level_features[self.config.mask_head_level]), dim=1)
 
-    def forward(self, level_features: Sequence[torch.Tensor],
-                class_masks: torch.Tensor | None) -> LabelFeatureOutput:
+    def forward(self, level_features: Sequence[torch.Tensor], class_masks: torch.Tensor | None) -> LabelFeatureOutput:
         """level_features: the 4 backbone levels [B, C_l, h_l, w_l]; class_masks: float [B, K, H, W]
         one-hot SLME (0 at ignore) at any resolution, or None to use the mask head's prediction.
         """
@@ -204,7 +215,7 @@ class LabelFeatureHead(nn.Module):
         kept = class_masks[:, self.kept_classes].float()
         features, presences, areas = [], [], []
         agnostic_features, agnostic_presence, agnostic_areas = [], [], []
-        for projection, level in zip(self.projections, self.config.levels):
+        for projection, level in zip(self.projections, self.config.levels, strict=False):
             level_map = projection(level_features[level])
             masks = pool_level_masks(kept, level_map.shape[-2:])  # A_l: [B, K, h, w]
             area = masks.flatten(2).mean(-1)  # [B, K]
@@ -217,8 +228,9 @@ class LabelFeatureHead(nn.Module):
                 union = masks.sum(1, keepdim=True)
                 union_area = union.flatten(1).mean(-1)
                 union_present = union_area > self.config.min_area
-                pooled_union = F.normalize(masked_pool(level_map, union, self.config.pooling,
-                                                       self.config.gem_p)[:, 0], dim=-1)
+                pooled_union = F.normalize(
+                    masked_pool(level_map, union, self.config.pooling, self.config.gem_p)[:, 0], dim=-1
+                )
                 agnostic_features.append(pooled_union * union_present.unsqueeze(-1))
                 agnostic_presence.append(union_present)
                 agnostic_areas.append(union_area)
@@ -243,6 +255,13 @@ class LabelFeatureHead(nn.Module):
         weighted = (units * unit_weights.unsqueeze(-1)).reshape(batch, -1)
         descriptor = self.mlp(weighted) if self.mlp is not None else weighted
         return LabelFeatureOutput(
-            class_features=class_features, class_presence=class_presence, class_areas=class_areas,
-            weights=weights, units=units, unit_presence=unit_presence, unit_areas=unit_areas,
-            descriptor=F.normalize(descriptor, dim=-1), mask_logits=mask_logits)
+            class_features=class_features,
+            class_presence=class_presence,
+            class_areas=class_areas,
+            weights=weights,
+            units=units,
+            unit_presence=unit_presence,
+            unit_areas=unit_areas,
+            descriptor=F.normalize(descriptor, dim=-1),
+            mask_logits=mask_logits,
+        )

@@ -6,6 +6,7 @@ before anything executes. Keys: format, format_version, model_config (ModelConfi
 state_dict, descriptor_dim, preprocessing (image_size [H, W], mean, std, resize), training_data
 (dataset names), code_version, created (UTC ISO time), metadata (JSON-safe copy of the caller's dict).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -55,8 +56,13 @@ def save_model_file(model: VPRNet, path: str | Path, metadata: dict[str, Any] | 
         "model_config": config.to_dict(),
         "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
         "descriptor_dim": int(model.descriptor_dim),
-        "preprocessing": {"image_size": list(config.image_size), "mean": list(config.mean),
-                          "std": list(config.std), "resize": "bilinear", "channels": "RGB"},
+        "preprocessing": {
+            "image_size": list(config.image_size),
+            "mean": list(config.mean),
+            "std": list(config.std),
+            "resize": "bilinear",
+            "channels": "RGB",
+        },
         "training_data": _training_data_names(metadata),
         "code_version": __version__,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -78,30 +84,38 @@ def read_model_file(path: str | Path, map_location: str | torch.device = "cpu") 
         head = handle.read(4)
     # torch.save writes a zip archive; older torch / plain pickles start with the PROTO opcode.
     if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":
-        raise ModelFileError(f"{path}: not a structvpr model file (not a PyTorch file: it starts with "
-                             f"{head!r})")
+        raise ModelFileError(f"{path}: not a structvpr model file (not a PyTorch file: it starts with {head!r})")
     try:
         content = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         # weights_only's unpickler stops at the first global it does not allow (os.system, exec...).
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        reason = next((line for line in lines if line.lower().startswith(("unsupported", "trying to load"))),
-                      lines[0] if lines else type(error).__name__)
-        raise ModelFileError(f"{path}: refused to load: the file contains Python objects or code, not "
-                             f"only weights and plain data ({reason[:200]})") from None
+        reason = next(
+            (line for line in lines if line.lower().startswith(("unsupported", "trying to load"))),
+            lines[0] if lines else type(error).__name__,
+        )
+        raise ModelFileError(
+            f"{path}: refused to load: the file contains Python objects or code, not "
+            f"only weights and plain data ({reason[:200]})"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as error:
-        raise ModelFileError(f"{path}: not a structvpr model file (torch cannot read it: "
-                             f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''})"
-                             ) from None
+        raise ModelFileError(
+            f"{path}: not a structvpr model file (torch cannot read it: "
+            f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''})"
+        ) from None
     if not isinstance(content, dict) or content.get("format") != MODEL_FORMAT:
         found = content.get("format") if isinstance(content, dict) else type(content).__name__
-        hint = " (a seg-branch teacher: only RGB models are model files)" if \
-            isinstance(found, str) and "seg-branch" in found else ""
-        raise ModelFileError(f"{path}: not a structvpr model file (format {found!r}, expected "
-                             f"{MODEL_FORMAT!r}){hint}")
+        hint = (
+            " (a seg-branch teacher: only RGB models are model files)"
+            if isinstance(found, str) and "seg-branch" in found
+            else ""
+        )
+        raise ModelFileError(f"{path}: not a structvpr model file (format {found!r}, expected {MODEL_FORMAT!r}){hint}")
     if int(content.get("format_version", 0)) > FORMAT_VERSION:
-        raise ModelFileError(f"{path}: model file format version {content['format_version']} is newer than "
-                             f"this structvpr reads ({FORMAT_VERSION}); upgrade structvpr")
+        raise ModelFileError(
+            f"{path}: model file format version {content['format_version']} is newer than "
+            f"this structvpr reads ({FORMAT_VERSION}); upgrade structvpr"
+        )
     missing = [key for key in REQUIRED_KEYS if key not in content]
     if missing:
         raise ModelFileError(f"{path}: model file lacks {', '.join(missing)}")
@@ -124,11 +138,13 @@ def load_model_file(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         model.load_state_dict(content["state_dict"], strict=True)
     except RuntimeError as error:
-        raise ModelFileError(f"{path}: weights do not fit the stored model config "
-                             f"({str(error).splitlines()[0][:300]})") from None
+        raise ModelFileError(
+            f"{path}: weights do not fit the stored model config ({str(error).splitlines()[0][:300]})"
+        ) from None
     if int(content["descriptor_dim"]) != model.descriptor_dim:
-        raise ModelFileError(f"{path}: descriptor_dim {content['descriptor_dim']} disagrees with the model's "
-                             f"{model.descriptor_dim}")
+        raise ModelFileError(
+            f"{path}: descriptor_dim {content['descriptor_dim']} disagrees with the model's {model.descriptor_dim}"
+        )
     model.eval()
     info = dict(content.get("metadata") or {})
     for key in ("preprocessing", "descriptor_dim", "training_data", "code_version", "created"):

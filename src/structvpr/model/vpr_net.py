@@ -1,4 +1,5 @@
 """VPRNet: backbone + aggregation (+ optional FC), L2-normalised global descriptor (CosPlace-style)."""
+
 from __future__ import annotations
 
 import math
@@ -43,8 +44,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONE_NORMALISATION:
-            raise ValueError(f"unknown backbone {self.backbone!r}; choose one of "
-                             f"{', '.join(BACKBONE_NORMALISATION)}")
+            raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONE_NORMALISATION)}")
         default_mean, default_std = BACKBONE_NORMALISATION[self.backbone]
         self.mean = tuple(float(v) for v in (self.mean if self.mean is not None else default_mean))
         self.std = tuple(float(v) for v in (self.std if self.std is not None else default_std))
@@ -85,16 +85,27 @@ class VPRNet(nn.Module):
         super().__init__()
         self.config = config
         self.backbone, channels = build_backbone(
-            config.backbone, pretrained=config.pretrained and load_pretrained_weights,
-            in_channels=config.in_channels, frozen_stages=config.frozen_stages)
+            config.backbone,
+            pretrained=config.pretrained and load_pretrained_weights,
+            in_channels=config.in_channels,
+            frozen_stages=config.frozen_stages,
+        )
         self.backbone_channels = channels
         self.aggregator, aggregated_dim = build_aggregator(
-            config.aggregator, channels[-1], feature_size=config.last_feature_size, gem_p=config.gem_p,
-            gem_learnable=config.gem_learnable, netvlad_clusters=config.netvlad_clusters,
-            mixvpr_out_channels=config.mixvpr_out_channels, mixvpr_out_rows=config.mixvpr_out_rows,
-            mixvpr_depth=config.mixvpr_depth, mixvpr_mlp_ratio=config.mixvpr_mlp_ratio)
-        self.fc: nn.Module = (nn.Linear(aggregated_dim, config.descriptor_dim)
-                              if config.descriptor_dim is not None else nn.Identity())
+            config.aggregator,
+            channels[-1],
+            feature_size=config.last_feature_size,
+            gem_p=config.gem_p,
+            gem_learnable=config.gem_learnable,
+            netvlad_clusters=config.netvlad_clusters,
+            mixvpr_out_channels=config.mixvpr_out_channels,
+            mixvpr_out_rows=config.mixvpr_out_rows,
+            mixvpr_depth=config.mixvpr_depth,
+            mixvpr_mlp_ratio=config.mixvpr_mlp_ratio,
+        )
+        self.fc: nn.Module = (
+            nn.Linear(aggregated_dim, config.descriptor_dim) if config.descriptor_dim is not None else nn.Identity()
+        )
         self._descriptor_dim = config.descriptor_dim if config.descriptor_dim is not None else aggregated_dim
 
     @property

@@ -3,6 +3,7 @@
 Every results row names its dataset, split and counts, so a number can never be read without
 knowing which split it came from.
 """
+
 from __future__ import annotations
 
 import html
@@ -77,19 +78,30 @@ def _markdown_table(rows: list[ReportRow]) -> str:
     lines = [header, rule]
     for row in rows:
         recalls = " | ".join(f"{100 * row.recalls[n]:.1f}" if n in row.recalls else "-" for n in ns)
-        lines.append(f"| {row.method} | {row.dataset} | {row.split} | {row.num_queries} | "
-                     f"{row.num_database} | {recalls} | {row.note} |")
+        lines.append(
+            f"| {row.method} | {row.dataset} | {row.split} | {row.num_queries} | "
+            f"{row.num_database} | {recalls} | {row.note} |"
+        )
     return "\n".join(lines)
 
 
 def _html_table(rows: list[ReportRow]) -> str:
     ns = sorted({n for row in rows for n in row.recalls})
-    head = "".join(f"<th>{html.escape(t)}</th>" for t in
-                   ["method", "dataset", "split", "queries", "database", *[f"R@{n}" for n in ns], "note"])
+    head = "".join(
+        f"<th>{html.escape(t)}</th>"
+        for t in ["method", "dataset", "split", "queries", "database", *[f"R@{n}" for n in ns], "note"]
+    )
     body = []
     for row in rows:
-        cells = [row.method, row.dataset, row.split, str(row.num_queries), str(row.num_database),
-                 *[f"{100 * row.recalls[n]:.1f}" if n in row.recalls else "-" for n in ns], row.note]
+        cells = [
+            row.method,
+            row.dataset,
+            row.split,
+            str(row.num_queries),
+            str(row.num_database),
+            *[f"{100 * row.recalls[n]:.1f}" if n in row.recalls else "-" for n in ns],
+            row.note,
+        ]
         body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -100,8 +112,9 @@ td:first-child,th:first-child{text-align:left}figure{margin:1em 0}img{max-width:
 figcaption{font-size:90%;color:#555}pre{background:#f4f4f4;padding:8px}"""
 
 
-def write_report(out_dir: str | Path, title: str, rows: list[ReportRow], sections: list[ReportSection],
-                 intro: str = "") -> tuple[Path, Path]:
+def write_report(
+    out_dir: str | Path, title: str, rows: list[ReportRow], sections: list[ReportSection], intro: str = ""
+) -> tuple[Path, Path]:
     """Write `report.md` and `report.html` in `out_dir`; figure paths are relative to it.
 
     Raises FileNotFoundError naming the figure when a referenced image is missing, so a report
@@ -113,8 +126,7 @@ def write_report(out_dir: str | Path, title: str, rows: list[ReportRow], section
             if not (out_dir / figure.path).is_file():
                 raise FileNotFoundError(f"{out_dir / figure.path}: report figure does not exist")
     md = [f"# {title}", "", intro, "", "## Results", "", _markdown_table(rows), ""]
-    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro)}</p>", "<h2>Results</h2>",
-            _html_table(rows)]
+    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro)}</p>", "<h2>Results</h2>", _html_table(rows)]
     for section in sections:
         md += [f"## {section.title}", "", section.text, ""]
         body += [f"<h2>{html.escape(section.title)}</h2>"]
@@ -122,10 +134,14 @@ def write_report(out_dir: str | Path, title: str, rows: list[ReportRow], section
             body.append(f"<pre>{html.escape(section.text)}</pre>")
         for figure in section.figures:
             md += [f"![{figure.caption}]({figure.path})", "", f"*{figure.caption}*", ""]
-            body.append(f'<figure><img src="{html.escape(figure.path)}" alt="{html.escape(figure.caption)}">'
-                        f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>")
-    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
-            f"</title><style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+            body.append(
+                f'<figure><img src="{html.escape(figure.path)}" alt="{html.escape(figure.caption)}">'
+                f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>"
+            )
+    page = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}'
+        f"</title><style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n"
+    )
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     atomic_write_text(md_path, "\n".join(md) + "\n")
     atomic_write_text(html_path, page)

@@ -5,6 +5,7 @@ written (atomically) by a small thread pool, so decoding and writing overlap wit
 are stored at the image's original size (nearest up-sampling of the prediction). A finished, valid
 PNG (right size, ids in 0..18 or 255) is never recomputed, so a killed run resumes where it stopped.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -68,20 +69,23 @@ def read_label_map(path: str | Path, expected_hw: Sequence[int] | None = None) -
     try:
         with Image.open(path) as image:
             if image.mode not in ("L", "P"):
-                raise LabelMapError(f"{path}: label map must be 8-bit single-channel (mode L), "
-                                    f"got mode {image.mode}")
+                raise LabelMapError(f"{path}: label map must be 8-bit single-channel (mode L), got mode {image.mode}")
             labels = np.array(image, dtype=np.uint8)
     except LabelMapError:
         raise
     except (OSError, SyntaxError, ValueError) as error:
         raise LabelMapError(f"{path}: cannot decode label map ({type(error).__name__}: {error})") from error
     if expected_hw is not None and labels.shape != tuple(expected_hw):
-        raise LabelMapError(f"{path}: label map is {labels.shape[1]}x{labels.shape[0]} (WxH) but its image "
-                            f"is {expected_hw[1]}x{expected_hw[0]}")
+        raise LabelMapError(
+            f"{path}: label map is {labels.shape[1]}x{labels.shape[0]} (WxH) but its image "
+            f"is {expected_hw[1]}x{expected_hw[0]}"
+        )
     invalid = ~VALID_IDS[labels]
     if invalid.any():
-        raise LabelMapError(f"{path}: label map holds ids {sorted(np.unique(labels[invalid]).tolist())} "
-                            f"that are not Cityscapes trainIds (0..18) or ignore (255)")
+        raise LabelMapError(
+            f"{path}: label map holds ids {sorted(np.unique(labels[invalid]).tolist())} "
+            f"that are not Cityscapes trainIds (0..18) or ignore (255)"
+        )
     return labels
 
 
@@ -91,8 +95,9 @@ def write_label_map(path: str | Path, labels: np.ndarray) -> None:
         raise ValueError(f"{path}: a label map must be [H, W], got shape {np.shape(labels)}")
     buffer = io.BytesIO()
     # zlib level 3: 2.3x faster than the default 6 for 14% larger files (measured on 512x256 maps)
-    Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8)).save(buffer, format="PNG",
-                                                                       compress_level=PNG_COMPRESS_LEVEL)
+    Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8)).save(
+        buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL
+    )
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -113,8 +118,10 @@ class CacheSummary:
 
     def format(self) -> str:
         """Multi-line report: counts, then each class's share of all pixels (ignore included)."""
-        lines = [f"{self.total} images: {self.written} label maps written, {self.already_done} already "
-                 f"done, {len(self.bad_images)} bad images skipped"]
+        lines = [
+            f"{self.total} images: {self.written} label maps written, {self.already_done} already "
+            f"done, {len(self.bad_images)} bad images skipped"
+        ]
         lines += [f"  bad: {reason}" for reason in self.bad_images]
         pixels = max(int(self.class_pixels.sum()), 1)
         lines.append("class frequencies (share of all pixels):")
@@ -146,8 +153,7 @@ class _CacheItems(Dataset):
             image = load_rgb(path)
         except BadImageError as error:
             return {"index": index, "status": "bad", "reason": error.reason, "message": str(error)}
-        return {"index": index, "status": "todo", "image": self.transform(image),
-                "hw": (image.height, image.width)}
+        return {"index": index, "status": "todo", "image": self.transform(image), "hw": (image.height, image.width)}
 
 
 def _collate(items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], torch.Tensor | None]:
@@ -180,10 +186,17 @@ def remove_stale_temporaries(label_dirs: set[Path]) -> int:
     return removed
 
 
-def build_label_cache(image_paths: Sequence[str | Path], segmenter: Segmenter, *, batch_size: int = 8,
-                      num_workers: int = 2, on_bad_image: Literal["error", "skip"] = "error",
-                      progress: bool = True, writer_threads: int = 2,
-                      compute_threads: int | None = None) -> CacheSummary:
+def build_label_cache(
+    image_paths: Sequence[str | Path],
+    segmenter: Segmenter,
+    *,
+    batch_size: int = 8,
+    num_workers: int = 2,
+    on_bad_image: Literal["error", "skip"] = "error",
+    progress: bool = True,
+    writer_threads: int = 2,
+    compute_threads: int | None = None,
+) -> CacheSummary:
     """Write `label_path_for(image)` for every image that lacks a valid one.
 
     Images are resized to `segmenter.input_size`; predictions are up-sampled (nearest) back to each
@@ -198,10 +211,15 @@ def build_label_cache(image_paths: Sequence[str | Path], segmenter: Segmenter, *
     paths = [Path(p) for p in dict.fromkeys(Path(p) for p in image_paths)]  # de-duplicated, ordered
     remove_stale_temporaries({label_path_for(p).parent for p in paths})
     summary = CacheSummary(total=len(paths))
-    loader = DataLoader(_CacheItems(paths, segmenter.transform()), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, collate_fn=_collate,
-                        worker_init_fn=_worker_init if num_workers > 0 else None,
-                        persistent_workers=False)
+    loader = DataLoader(
+        _CacheItems(paths, segmenter.transform()),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        worker_init_fn=_worker_init if num_workers > 0 else None,
+        persistent_workers=False,
+    )
     previous_threads = torch.get_num_threads()
     if compute_threads is not None:
         torch.set_num_threads(max(1, compute_threads))
@@ -221,11 +239,21 @@ def default_compute_threads(num_workers: int) -> int:
     return max(1, (os.cpu_count() or 1) - num_workers)
 
 
-def _run(loader: DataLoader, paths: list[Path], segmenter: Segmenter, summary: CacheSummary,
-         on_bad_image: str, batch_size: int, writer_threads: int, progress: bool) -> CacheSummary:
+def _run(
+    loader: DataLoader,
+    paths: list[Path],
+    segmenter: Segmenter,
+    summary: CacheSummary,
+    on_bad_image: str,
+    batch_size: int,
+    writer_threads: int,
+    progress: bool,
+) -> CacheSummary:
     pending: list[Future] = []
-    with ThreadPoolExecutor(max_workers=writer_threads) as writers, \
-            tqdm(total=len(paths), desc="segment", unit="img", disable=not progress, file=sys.stderr) as bar:
+    with (
+        ThreadPoolExecutor(max_workers=writer_threads) as writers,
+        tqdm(total=len(paths), desc="segment", unit="img", disable=not progress, file=sys.stderr) as bar,
+    ):
         for items, batch in loader:
             for item in items:
                 if item["status"] == "done":
@@ -233,16 +261,18 @@ def _run(loader: DataLoader, paths: list[Path], segmenter: Segmenter, summary: C
                     summary.class_pixels += item["hist"]
                 elif item["status"] == "bad":
                     if on_bad_image == "error":
-                        raise BadImageError(paths[item["index"]], item["reason"]
-                                            + " (use --on-bad-image skip to skip such images)")
+                        raise BadImageError(
+                            paths[item["index"]], item["reason"] + " (use --on-bad-image skip to skip such images)"
+                        )
                     summary.bad_images.append(item["message"])
                     tqdm.write(f"skipping bad image {item['message']}", file=sys.stderr)
             if batch is not None:
                 labels = segmenter.segment(batch).numpy()
                 todo = [item for item in items if item["status"] == "todo"]
-                for item, label in zip(todo, labels):
-                    pending.append(writers.submit(_save, label_path_for(paths[item["index"]]),
-                                                  label, tuple(item["hw"])))
+                for item, label in zip(todo, labels, strict=False):
+                    pending.append(
+                        writers.submit(_save, label_path_for(paths[item["index"]]), label, tuple(item["hw"]))
+                    )
             # keep at most a few batches of PNGs in flight so memory stays bounded
             while len(pending) > 2 * batch_size:
                 summary.class_pixels += pending.pop(0).result()

@@ -4,6 +4,7 @@ A merge table maps each of the 19 Cityscapes trainIds to one group; 255 (ignore)
 Built-in tables: `cityscapes-19` (identity), `cityscapes-7` (the Cityscapes categories) and
 `structural-6` (default, see docs/segmentation.md). User tables come from a YAML file.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -16,16 +17,49 @@ import yaml
 
 IGNORE_ID = 255
 CITYSCAPES_CLASSES: tuple[str, ...] = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
-    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
-    "motorcycle", "bicycle")
+    "road",
+    "sidewalk",
+    "building",
+    "wall",
+    "fence",
+    "pole",
+    "traffic light",
+    "traffic sign",
+    "vegetation",
+    "terrain",
+    "sky",
+    "person",
+    "rider",
+    "car",
+    "truck",
+    "bus",
+    "train",
+    "motorcycle",
+    "bicycle",
+)
 NUM_CITYSCAPES_CLASSES = len(CITYSCAPES_CLASSES)
 # The official Cityscapes palette (RGB), indexed by trainId.
 CITYSCAPES_COLORS: tuple[tuple[int, int, int], ...] = (
-    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
-    (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
-    (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
-    (0, 80, 100), (0, 0, 230), (119, 11, 32))
+    (128, 64, 128),
+    (244, 35, 232),
+    (70, 70, 70),
+    (102, 102, 156),
+    (190, 153, 153),
+    (153, 153, 153),
+    (250, 170, 30),
+    (220, 220, 0),
+    (107, 142, 35),
+    (152, 251, 152),
+    (70, 130, 180),
+    (220, 20, 60),
+    (255, 0, 0),
+    (0, 0, 142),
+    (0, 0, 70),
+    (0, 60, 100),
+    (0, 80, 100),
+    (0, 0, 230),
+    (119, 11, 32),
+)
 IGNORE_COLOR = (0, 0, 0)
 # Objects that move between visits carry no place information.
 DYNAMIC_CLASS_IDS: frozenset[int] = frozenset(range(11, 19))
@@ -86,8 +120,9 @@ class MergeTable:
         """uint8 [K, 3]: each group drawn in the Cityscapes colour of its first class."""
         return np.array([CITYSCAPES_COLORS[ids[0]] for ids in self.groups], dtype=np.uint8)
 
-    def merge(self, label_map: np.ndarray | torch.Tensor, source: str | Path | None = None
-              ) -> np.ndarray | torch.Tensor:
+    def merge(
+        self, label_map: np.ndarray | torch.Tensor, source: str | Path | None = None
+    ) -> np.ndarray | torch.Tensor:
         """uint8/int trainIds [..., H, W] (numpy or torch, any device) -> uint8 group ids, 255 kept.
 
         Raises LabelMapValueError (naming `source` when given) for ids that are neither a
@@ -100,16 +135,20 @@ class MergeTable:
                 raise LabelMapValueError(f"{where}label ids outside 0..255")
             bad = (ids >= NUM_CITYSCAPES_CLASSES) & (ids != IGNORE_ID)
             if bool(bad.any()):
-                raise LabelMapValueError(f"{where}label map holds ids {sorted(set(ids[bad].unique().tolist()))} "
-                                         f"outside merge table '{self.name}' (valid: 0..18 and 255)")
+                raise LabelMapValueError(
+                    f"{where}label map holds ids {sorted(set(ids[bad].unique().tolist()))} "
+                    f"outside merge table '{self.name}' (valid: 0..18 and 255)"
+                )
             return torch.as_tensor(self.lookup, device=ids.device)[ids]
         ids = np.asarray(label_map)
         if ids.size and (ids.min() < 0 or ids.max() > IGNORE_ID):
             raise LabelMapValueError(f"{where}label ids outside 0..255")
         bad = (ids >= NUM_CITYSCAPES_CLASSES) & (ids != IGNORE_ID)
         if bad.any():
-            raise LabelMapValueError(f"{where}label map holds ids {sorted(np.unique(ids[bad]).tolist())} "
-                                     f"outside merge table '{self.name}' (valid: 0..18 and 255)")
+            raise LabelMapValueError(
+                f"{where}label map holds ids {sorted(np.unique(ids[bad]).tolist())} "
+                f"outside merge table '{self.name}' (valid: 0..18 and 255)"
+            )
         return self.lookup[ids.astype(np.intp, copy=False)]
 
 
@@ -125,13 +164,13 @@ def _class_id(entry: object, source: str) -> int:
         key = entry.strip().lower().replace("_", " ").replace("-", " ")
         if key in CITYSCAPES_CLASSES:
             return CITYSCAPES_CLASSES.index(key)
-        raise MergeTableError(f"{source}: unknown Cityscapes class name {entry!r} "
-                              f"(valid: {', '.join(CITYSCAPES_CLASSES)})")
+        raise MergeTableError(
+            f"{source}: unknown Cityscapes class name {entry!r} (valid: {', '.join(CITYSCAPES_CLASSES)})"
+        )
     raise MergeTableError(f"{source}: {entry!r} is not a Cityscapes trainId or class name")
 
 
-def make_merge_table(name: str, groups: Mapping[str, Sequence[int | str]],
-                     source: str | None = None) -> MergeTable:
+def make_merge_table(name: str, groups: Mapping[str, Sequence[int | str]], source: str | None = None) -> MergeTable:
     """Build a MergeTable from `group name -> trainIds or class names`.
 
     Every trainId 0..18 must appear in exactly one group; otherwise MergeTableError naming `source`.
@@ -152,8 +191,10 @@ def make_merge_table(name: str, groups: Mapping[str, Sequence[int | str]],
         ids = tuple(_class_id(member, source) for member in members)
         for class_id in ids:
             if class_id in owner:
-                raise MergeTableError(f"{source}: class '{CITYSCAPES_CLASSES[class_id]}' ({class_id}) is in "
-                                      f"both '{owner[class_id]}' and '{group_name}'")
+                raise MergeTableError(
+                    f"{source}: class '{CITYSCAPES_CLASSES[class_id]}' ({class_id}) is in "
+                    f"both '{owner[class_id]}' and '{group_name}'"
+                )
             owner[class_id] = str(group_name)
             lookup[class_id] = index
         group_ids.append(ids)
@@ -162,8 +203,13 @@ def make_merge_table(name: str, groups: Mapping[str, Sequence[int | str]],
         names = ", ".join(f"{CITYSCAPES_CLASSES[i]} ({i})" for i in missing)
         raise MergeTableError(f"{source}: every Cityscapes trainId must be in a group; missing {names}")
     dynamic = tuple(k for k, ids in enumerate(group_ids) if set(ids) <= DYNAMIC_CLASS_IDS)
-    return MergeTable(name=name, group_names=tuple(str(g) for g in groups), groups=tuple(group_ids),
-                      lookup=lookup, dynamic_groups=dynamic)
+    return MergeTable(
+        name=name,
+        group_names=tuple(str(g) for g in groups),
+        groups=tuple(group_ids),
+        lookup=lookup,
+        dynamic_groups=dynamic,
+    )
 
 
 def load_merge_table(name_or_path: str | Path = DEFAULT_TABLE) -> MergeTable:
@@ -176,8 +222,9 @@ def load_merge_table(name_or_path: str | Path = DEFAULT_TABLE) -> MergeTable:
         return make_merge_table(str(name_or_path), BUILTIN_TABLES[str(name_or_path)])
     path = Path(name_or_path)
     if not path.is_file():
-        raise MergeTableError(f"{name_or_path}: not a built-in merge table ({', '.join(BUILTIN_TABLES)}) "
-                              f"nor an existing YAML file")
+        raise MergeTableError(
+            f"{name_or_path}: not a built-in merge table ({', '.join(BUILTIN_TABLES)}) nor an existing YAML file"
+        )
     try:
         content = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:

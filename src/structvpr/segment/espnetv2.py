@@ -1,4 +1,5 @@
 """ESPNetv2 Cityscapes segmenter using the MIT-licensed weights shipped in `structvpr/assets/espnetv2`."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -14,10 +15,8 @@ from structvpr.segment.segmenters import Segmenter
 
 # sha256 of the shipped files (from the upstream model zoo; see assets/espnetv2/README.md).
 SHIPPED_WEIGHTS: dict[float, tuple[str, str]] = {
-    2.0: ("espnetv2_s_2.0_city_1024x512.pth",
-          "a72d59699801c7ce8e8b89a53af9097eaaa60dc12180ecde86fd700ba1222fe8"),
-    0.5: ("espnetv2_s_0.5_city_1024x512.pth",
-          "9412a86a30f137540ef945d08da3cb7191448956c56c41a64210dab443a9f65f"),
+    2.0: ("espnetv2_s_2.0_city_1024x512.pth", "a72d59699801c7ce8e8b89a53af9097eaaa60dc12180ecde86fd700ba1222fe8"),
+    0.5: ("espnetv2_s_0.5_city_1024x512.pth", "9412a86a30f137540ef945d08da3cb7191448956c56c41a64210dab443a9f65f"),
 }
 DEFAULT_INPUT_SIZE = (256, 512)  # (H, W); the weights were trained at 512x1024, half is 10x faster
 NUM_OUTPUTS = NUM_CITYSCAPES_CLASSES + 1  # 19 trainIds + background
@@ -27,20 +26,23 @@ SIZE_MULTIPLE = 16  # four exact halvings, so decoder up-sampling meets the enco
 def check_input_size(height: int, width: int) -> None:
     """ValueError unless both sides are positive multiples of 16."""
     if height <= 0 or width <= 0 or height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
-        raise ValueError(f"ESPNetv2 needs input sides that are multiples of {SIZE_MULTIPLE}, "
-                         f"got {width}x{height} (WxH)")
+        raise ValueError(
+            f"ESPNetv2 needs input sides that are multiples of {SIZE_MULTIPLE}, got {width}x{height} (WxH)"
+        )
 
 
 def shipped_weights_path(width: float) -> Path:
     """Path of the packaged weight file for width s (2.0 or 0.5)."""
     if width not in SHIPPED_WEIGHTS:
-        raise ValueError(f"no shipped ESPNetv2 Cityscapes weights for width s={width}; "
-                         f"available: {sorted(SHIPPED_WEIGHTS)}")
+        raise ValueError(
+            f"no shipped ESPNetv2 Cityscapes weights for width s={width}; available: {sorted(SHIPPED_WEIGHTS)}"
+        )
     return Path(str(resources.files("structvpr") / "assets" / "espnetv2" / SHIPPED_WEIGHTS[width][0]))
 
 
-def load_espnetv2(width: float = 2.0, weights: str | Path | None = None,
-                  device: str | torch.device = "cpu") -> ESPNetv2Segmentation:
+def load_espnetv2(
+    width: float = 2.0, weights: str | Path | None = None, device: str | torch.device = "cpu"
+) -> ESPNetv2Segmentation:
     """ESPNetv2 in eval mode with Cityscapes weights loaded strictly (20 output channels).
 
     `weights=None` uses the shipped file and checks its sha256 first, so a damaged install fails
@@ -59,8 +61,7 @@ def load_espnetv2(width: float = 2.0, weights: str | Path | None = None,
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for non-checkpoint files
-        raise RuntimeError(f"{weights}: cannot read ESPNetv2 weights ({type(error).__name__}: {error})") \
-            from error
+        raise RuntimeError(f"{weights}: cannot read ESPNetv2 weights ({type(error).__name__}: {error})") from error
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as error:
@@ -73,8 +74,13 @@ class ESPNetv2Segmenter(Segmenter):
 
     name = "espnetv2"
 
-    def __init__(self, width: float = 2.0, input_size: Sequence[int] = DEFAULT_INPUT_SIZE,
-                 device: str | torch.device = "cpu", weights: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        width: float = 2.0,
+        input_size: Sequence[int] = DEFAULT_INPUT_SIZE,
+        device: str | torch.device = "cpu",
+        weights: str | Path | None = None,
+    ) -> None:
         self.width = float(width)
         self.input_size = (int(input_size[0]), int(input_size[1]))
         check_input_size(*self.input_size)

@@ -4,6 +4,7 @@ Written for structvpr from the published architecture; attribute names follow th
 sacmehta/EdgeNets modules so that its MIT-licensed Cityscapes weights load with `strict=True`.
 Only inference matters here: no weight initialisation or training helpers.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,11 +31,11 @@ PYRAMID_MIN_SIDE = 5
 class ConvBNAct(nn.Module):
     """conv -> BN (-> PReLU); keys `conv`, `bn`, `act` as in the encoder's weights."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1,
-                 activation: bool = True) -> None:
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, activation: bool = True
+    ) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_ch, out_ch, kernel, stride, padding=(kernel - 1) // 2,
-                              groups=groups, bias=False)
+        self.conv = nn.Conv2d(in_ch, out_ch, kernel, stride, padding=(kernel - 1) // 2, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(out_ch)
         if activation:
             self.act = nn.PReLU(out_ch)
@@ -61,8 +62,9 @@ class DilatedDepthwise(nn.Module):
 
     def __init__(self, channels: int, stride: int, dilation: int) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride, padding=dilation, dilation=dilation,
-                              groups=channels, bias=False)
+        self.conv = nn.Conv2d(
+            channels, channels, 3, stride, padding=dilation, dilation=dilation, groups=channels, bias=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
@@ -75,7 +77,9 @@ class SeqConvBNAct(nn.Module):
         super().__init__()
         self.cbr = nn.Sequential(
             nn.Conv2d(in_ch, out_ch, kernel, 1, padding=(kernel - 1) // 2, groups=groups, bias=False),
-            nn.BatchNorm2d(out_ch), nn.PReLU(out_ch))
+            nn.BatchNorm2d(out_ch),
+            nn.PReLU(out_ch),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.cbr(x)
@@ -118,8 +122,7 @@ class EESP(nn.Module):
         branch_ch = out_ch // BRANCHES
         self.stride = stride
         self.proj_1x1 = ConvBNAct(in_ch, branch_ch, 1, groups=BRANCHES)
-        self.spp_dw = nn.ModuleList(DilatedDepthwise(branch_ch, stride, d)
-                                    for d in _dilations(receptive_limit))
+        self.spp_dw = nn.ModuleList(DilatedDepthwise(branch_ch, stride, d) for d in _dilations(receptive_limit))
         self.conv_1x1_exp = ConvBNAct(out_ch, out_ch, 1, groups=BRANCHES, activation=False)
         self.br_after_cat = BNAct(out_ch)
         self.module_act = nn.PReLU(out_ch)
@@ -147,7 +150,8 @@ class DownSampler(nn.Module):
         self.avg = nn.AvgPool2d(kernel_size=3, stride=2, padding=1)
         self.inp_reinf = nn.Sequential(
             ConvBNAct(REINFORCEMENT_CHANNELS, REINFORCEMENT_CHANNELS, 3),
-            ConvBNAct(REINFORCEMENT_CHANNELS, out_ch, 1, activation=False))
+            ConvBNAct(REINFORCEMENT_CHANNELS, out_ch, 1, activation=False),
+        )
         self.act = nn.PReLU(out_ch)
 
     def forward(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
@@ -168,11 +172,9 @@ class EESPNetEncoder(nn.Module):
         self.level1 = ConvBNAct(3, ch[0], 3, stride=2)
         self.level2_0 = DownSampler(ch[0], ch[1], RECEPTIVE_LIMITS[0])
         self.level3_0 = DownSampler(ch[1], ch[2], RECEPTIVE_LIMITS[1])
-        self.level3 = nn.ModuleList(EESP(ch[2], ch[2], 1, RECEPTIVE_LIMITS[2])
-                                    for _ in range(EESP_REPEATS_LEVEL3))
+        self.level3 = nn.ModuleList(EESP(ch[2], ch[2], 1, RECEPTIVE_LIMITS[2]) for _ in range(EESP_REPEATS_LEVEL3))
         self.level4_0 = DownSampler(ch[2], ch[3], RECEPTIVE_LIMITS[2])
-        self.level4 = nn.ModuleList(EESP(ch[3], ch[3], 1, RECEPTIVE_LIMITS[3])
-                                    for _ in range(EESP_REPEATS_LEVEL4))
+        self.level4 = nn.ModuleList(EESP(ch[3], ch[3], 1, RECEPTIVE_LIMITS[3]) for _ in range(EESP_REPEATS_LEVEL4))
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
         """image [B, 3, H, W] -> feature maps of levels 1..4."""
@@ -194,12 +196,15 @@ class EfficientPyramidPool(nn.Module):
         super().__init__()
         n = len(PYRAMID_SCALES)
         self.projection_layer = SeqConvBNAct(in_ch, proj_ch, 1)
-        self.stages = nn.ModuleList(nn.Conv2d(proj_ch, proj_ch, 3, padding=1, groups=proj_ch, bias=False)
-                                    for _ in PYRAMID_SCALES)
+        self.stages = nn.ModuleList(
+            nn.Conv2d(proj_ch, proj_ch, 3, padding=1, groups=proj_ch, bias=False) for _ in PYRAMID_SCALES
+        )
         self.merge_layer = nn.Sequential(
-            SeqBNAct(proj_ch * n), ChannelShuffle(n),
+            SeqBNAct(proj_ch * n),
+            ChannelShuffle(n),
             SeqConvBNAct(proj_ch * n, proj_ch, 3, groups=proj_ch),
-            nn.Conv2d(proj_ch, out_ch, 1, bias=last))
+            nn.Conv2d(proj_ch, out_ch, 1, bias=last),
+        )
         self.last = last
         if not last:
             self.br = SeqBNAct(out_ch)
@@ -208,9 +213,8 @@ class EfficientPyramidPool(nn.Module):
         x = self.projection_layer(x)
         height, width = x.shape[2:]
         pyramid = []
-        for scale, conv in zip(PYRAMID_SCALES, self.stages):
-            size = (max(math.ceil(height * scale), PYRAMID_MIN_SIDE),
-                    max(math.ceil(width * scale), PYRAMID_MIN_SIDE))
+        for scale, conv in zip(PYRAMID_SCALES, self.stages, strict=False):
+            size = (max(math.ceil(height * scale), PYRAMID_MIN_SIDE), max(math.ceil(width * scale), PYRAMID_MIN_SIDE))
             if scale < 1.0:
                 level = conv(F.adaptive_avg_pool2d(x, size))
                 level = F.interpolate(level, (height, width), mode="bilinear", align_corners=True)
@@ -229,8 +233,7 @@ class GatedSkip(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int) -> None:
         super().__init__()
-        self.wt_layer = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(in_ch, out_ch, 1, bias=False),
-                                      nn.Sigmoid())
+        self.wt_layer = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(in_ch, out_ch, 1, bias=False), nn.Sigmoid())
         self.expansion_layer = SeqConvBNAct(in_ch, out_ch, 3, groups=math.gcd(in_ch, out_ch))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -243,8 +246,7 @@ class ESPNetv2Segmentation(nn.Module):
     def __init__(self, width: float = 2.0, num_classes: int = 20) -> None:
         super().__init__()
         if width not in ENCODER_CHANNELS:
-            raise ValueError(f"ESPNetv2 width s={width} is not supported; choose from "
-                             f"{sorted(ENCODER_CHANNELS)}")
+            raise ValueError(f"ESPNetv2 width s={width} is not supported; choose from {sorted(ENCODER_CHANNELS)}")
         ch = ENCODER_CHANNELS[width]
         dec = (64, 48, 32, num_classes)
         proj = min(num_classes // 2, 16)

@@ -1,5 +1,6 @@
 """Hugging Face `transformers` adapter: SegFormer-style (per-pixel logits) or Mask2Former-style
 (mask + class queries) Cityscapes models, loaded from a local folder or a hub id."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -15,8 +16,14 @@ from structvpr.segment.segmenters import Segmenter
 DEFAULT_INPUT_SIZE = (512, 1024)  # (H, W): Cityscapes aspect ratio at half resolution
 UNIVERSAL_MODEL_TYPES = ("mask2former", "maskformer", "oneformer")
 # Other spellings of Cityscapes class names found in model cards.
-NAME_ALIASES = {"motorbike": "motorcycle", "bike": "bicycle", "trafficlight": "traffic light",
-                "trafficsign": "traffic sign", "vegetation/tree": "vegetation", "pedestrian": "person"}
+NAME_ALIASES = {
+    "motorbike": "motorcycle",
+    "bike": "bicycle",
+    "trafficlight": "traffic light",
+    "trafficsign": "traffic sign",
+    "vegetation/tree": "vegetation",
+    "pedestrian": "person",
+}
 
 
 def _normalise_name(name: str) -> str:
@@ -38,8 +45,10 @@ def class_to_train_id(id2label: Mapping[int | str, str]) -> torch.Tensor:
             mapping[index] = CITYSCAPES_CLASSES.index(name)
     missing = [name for i, name in enumerate(CITYSCAPES_CLASSES) if i not in mapping.tolist()]
     if missing:
-        raise ValueError(f"model labels lack the Cityscapes classes {missing}; the hf segmenter needs a "
-                         "Cityscapes-trained model (labels such as 'road', 'traffic light', ...)")
+        raise ValueError(
+            f"model labels lack the Cityscapes classes {missing}; the hf segmenter needs a "
+            "Cityscapes-trained model (labels such as 'road', 'traffic light', ...)"
+        )
     return mapping
 
 
@@ -48,8 +57,13 @@ class HFSegmenter(Segmenter):
 
     name = "hf"
 
-    def __init__(self, model: str | Path, device: str | torch.device = "cpu",
-                 input_size: Sequence[int] = DEFAULT_INPUT_SIZE, local_files_only: bool = False) -> None:
+    def __init__(
+        self,
+        model: str | Path,
+        device: str | torch.device = "cpu",
+        input_size: Sequence[int] = DEFAULT_INPUT_SIZE,
+        local_files_only: bool = False,
+    ) -> None:
         from transformers import (
             AutoConfig,
             AutoImageProcessor,
@@ -82,8 +96,7 @@ class HFSegmenter(Segmenter):
             return F.interpolate(outputs.logits, size=size, mode="bilinear", align_corners=False)
         # Mask2Former semantic inference: sum over queries of P(class | query) * P(pixel in mask).
         class_probs = outputs.class_queries_logits.softmax(-1)[..., :-1]  # drop "no object"
-        masks = F.interpolate(outputs.masks_queries_logits, size=size, mode="bilinear",
-                              align_corners=False).sigmoid()
+        masks = F.interpolate(outputs.masks_queries_logits, size=size, mode="bilinear", align_corners=False).sigmoid()
         return torch.einsum("bqc,bqhw->bchw", class_probs, masks)
 
     def _predict(self, batch: torch.Tensor) -> torch.Tensor:

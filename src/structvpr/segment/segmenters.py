@@ -1,4 +1,5 @@
 """The Segmenter interface (images -> Cityscapes trainId label maps) and `build_segmenter(name)`."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -87,9 +88,11 @@ def build_segmenter(name: str, device: str | torch.device = "cpu", **options: An
     """
     if name == "espnetv2":
         from structvpr.segment.espnetv2 import ESPNetv2Segmenter
+
         return ESPNetv2Segmenter(device=device, **options)
     if name == "hf":
         from structvpr.segment.hf import HFSegmenter
+
         return HFSegmenter(device=device, **options)
     if name == "precomputed":
         if options:

@@ -3,6 +3,7 @@
 Everything is plain tensor arithmetic, so it runs on whatever device the input lives on (CPU in
 DataLoader workers, or GPU inside the training step).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -34,8 +35,9 @@ def boundary_map(labels: torch.Tensor) -> torch.Tensor:
     return edge.float()
 
 
-def slme_one_hot(merged: torch.Tensor, num_classes: int, size: Sequence[int] | None = None,
-                 boundary: bool = False) -> torch.Tensor:
+def slme_one_hot(
+    merged: torch.Tensor, num_classes: int, size: Sequence[int] | None = None, boundary: bool = False
+) -> torch.Tensor:
     """Merged label map -> one-hot seg-branch input.
 
     merged: uint8/long [B, H, W] group ids 0..K-1, 255 = ignore (a single map [H, W] is accepted too).

@@ -1,4 +1,5 @@
 """Coloured label maps (raw trainIds or merged groups), side by side with the RGB image."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,8 +41,9 @@ def side_by_side(image: Image.Image, labels: np.ndarray, table: MergeTable | Non
     return Image.fromarray(np.concatenate(panels, axis=1))
 
 
-def save_side_by_side(path: str | Path, image: Image.Image, labels: np.ndarray,
-                      table: MergeTable | None = None) -> None:
+def save_side_by_side(
+    path: str | Path, image: Image.Image, labels: np.ndarray, table: MergeTable | None = None
+) -> None:
     """Write `side_by_side(...)` as a PNG (atomically)."""
     import io
 

@@ -5,6 +5,7 @@ Batches are dicts from `structvpr.data.training_set.PlaceTrainingSet`: 'image' f
 [B, H, W] (Cityscapes trainIds, nearest-resized to the model input). Validation items are the
 split's database images followed by its queries; 'index' is that position.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,19 +40,28 @@ def slice_dataset(dataset: PlaceDataset, index_range: Sequence[int]) -> PlaceDat
     Positives are then recomputed from the kept coordinates, so explicit ground-truth lists are refused.
     """
     if len(index_range) != 2 or not 0 <= index_range[0] < index_range[1]:
-        raise DatasetError(f"{dataset.root}: index_range must be [start, end) with 0 <= start < end, "
-                           f"got {list(index_range)}")
+        raise DatasetError(
+            f"{dataset.root}: index_range must be [start, end) with 0 <= start < end, got {list(index_range)}"
+        )
     if dataset.ground_truth is not None or dataset.database_coords is None or dataset.query_coords is None:
-        raise DatasetError(f"{dataset.root}: index_range needs a dataset with coordinates "
-                           "(explicit ground-truth lists cannot be sliced)")
+        raise DatasetError(
+            f"{dataset.root}: index_range needs a dataset with coordinates "
+            "(explicit ground-truth lists cannot be sliced)"
+        )
     start, end = int(index_range[0]), int(index_range[1])
     kept = dataclasses.replace(
-        dataset, split=f"{dataset.split} [{start}:{end}]",
-        database_paths=dataset.database_paths[start:end], query_paths=dataset.query_paths[start:end],
-        database_coords=dataset.database_coords[start:end], query_coords=dataset.query_coords[start:end])
+        dataset,
+        split=f"{dataset.split} [{start}:{end}]",
+        database_paths=dataset.database_paths[start:end],
+        query_paths=dataset.query_paths[start:end],
+        database_coords=dataset.database_coords[start:end],
+        query_coords=dataset.query_coords[start:end],
+    )
     if kept.num_database == 0 or kept.num_queries == 0:
-        raise DatasetError(f"{dataset.root}: index_range {list(index_range)} leaves no database or no "
-                           f"query images ({dataset.num_database} database, {dataset.num_queries} queries)")
+        raise DatasetError(
+            f"{dataset.root}: index_range {list(index_range)} leaves no database or no "
+            f"query images ({dataset.num_database} database, {dataset.num_queries} queries)"
+        )
     return kept
 
 
@@ -75,8 +85,7 @@ class VPRDataModule(L.LightningDataModule):
 
     def _image_options(self) -> dict:
         model = self.config.model
-        return {"image_size": model.image_size, "mean": model.mean, "std": model.std,
-                "with_labels": self.with_labels}
+        return {"image_size": model.image_size, "mean": model.mean, "std": model.std, "with_labels": self.with_labels}
 
     def setup(self, stage: str | None = None) -> None:
         data = self.config.data
@@ -86,9 +95,12 @@ class VPRDataModule(L.LightningDataModule):
         if stage in (None, "fit") and self.train_set is None:
             train_dataset = open_source(data.train, "train")
             self.train_set = PlaceTrainingSet.from_place_dataset(
-                train_dataset, positive_radius_m=data.train_positive_m, **self._image_options())
-            self.train_description = (f"{train_dataset.summary()}; training on {len(self.train_set)} images "
-                                      f"of {self.train_set.num_places} places (<= {data.train_positive_m:g} m)")
+                train_dataset, positive_radius_m=data.train_positive_m, **self._image_options()
+            )
+            self.train_description = (
+                f"{train_dataset.summary()}; training on {len(self.train_set)} images "
+                f"of {self.train_set.num_places} places (<= {data.train_positive_m:g} m)"
+            )
 
     def _rank_and_world(self) -> tuple[int, int]:
         if self.trainer is None:
@@ -99,12 +111,18 @@ class VPRDataModule(L.LightningDataModule):
         rank, world = self._rank_and_world()
         train = self.config.train
         sampler = PlaceBatchSampler(
-            self.train_set.places, train.places_per_batch, train.images_per_place, seed=train.seed,
-            batches_per_epoch=train.batches_per_epoch, centres=self.train_set.centres,
-            min_separation_m=BATCH_PLACE_SEPARATION_M, rank=rank, world_size=world)
+            self.train_set.places,
+            train.places_per_batch,
+            train.images_per_place,
+            seed=train.seed,
+            batches_per_epoch=train.batches_per_epoch,
+            centres=self.train_set.centres,
+            min_separation_m=BATCH_PLACE_SEPARATION_M,
+            rank=rank,
+            world_size=world,
+        )
         workers = self.config.data.num_workers
-        return DataLoader(self.train_set, batch_sampler=sampler, num_workers=workers,
-                          persistent_workers=workers > 0)
+        return DataLoader(self.train_set, batch_sampler=sampler, num_workers=workers, persistent_workers=workers > 0)
 
     def val_dataloader(self) -> DataLoader:
         dataset = self.val_dataset
@@ -114,5 +132,10 @@ class VPRDataModule(L.LightningDataModule):
         rank, world = self._rank_and_world()
         # Shards are padded with repeats; the module gathers them and de-duplicates by 'index'.
         sampler = DistributedSampler(items, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
-        return DataLoader(items, batch_size=self.config.data.val_batch_size, sampler=sampler, shuffle=False,
-                          num_workers=self.config.data.num_workers)
+        return DataLoader(
+            items,
+            batch_size=self.config.data.val_batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=self.config.data.num_workers,
+        )

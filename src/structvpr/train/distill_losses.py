@@ -4,6 +4,7 @@ D(s, t) = 1 - cos(P s, t), with P a learned linear projection when the student's
 from the teacher's (identity otherwise). Per-sample weights w_i come from the offline partition;
 a sample with w_i = 0 (group G4) contributes exactly zero loss and zero gradient.
 """
+
 from __future__ import annotations
 
 import torch
@@ -36,8 +37,7 @@ class Projection(nn.Module):
 
     def __init__(self, student_dim: int, teacher_dim: int, always: bool = False) -> None:
         super().__init__()
-        self.linear = (nn.Linear(student_dim, teacher_dim, bias=False)
-                       if always or student_dim != teacher_dim else None)
+        self.linear = nn.Linear(student_dim, teacher_dim, bias=False) if always or student_dim != teacher_dim else None
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return features if self.linear is None else self.linear(features)
@@ -46,8 +46,9 @@ class Projection(nn.Module):
 class GlobalDistillation(nn.Module):
     """Weighted global distillation: student [B, Ds], teacher [B, Dt], weights [B] -> scalar."""
 
-    def __init__(self, student_dim: int, teacher_dim: int, normalization: str = "batch",
-                 always_project: bool = False) -> None:
+    def __init__(
+        self, student_dim: int, teacher_dim: int, normalization: str = "batch", always_project: bool = False
+    ) -> None:
         super().__init__()
         self.projection = Projection(student_dim, teacher_dim, always_project)
         self.normalization = normalization
@@ -65,14 +66,16 @@ class LabelDistillation(nn.Module):
     classes does not outweigh one with few); samples with no present unit contribute 0.
     """
 
-    def __init__(self, student_dim: int, teacher_dim: int, normalization: str = "batch",
-                 always_project: bool = False) -> None:
+    def __init__(
+        self, student_dim: int, teacher_dim: int, normalization: str = "batch", always_project: bool = False
+    ) -> None:
         super().__init__()
         self.projection = Projection(student_dim, teacher_dim, always_project)
         self.normalization = normalization
 
-    def forward(self, student_units: torch.Tensor, teacher_units: torch.Tensor, presence: torch.Tensor,
-                weights: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, student_units: torch.Tensor, teacher_units: torch.Tensor, presence: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
         distance = cosine_distance(self.projection(student_units), teacher_units.to(student_units.dtype))
         present = presence.to(distance.dtype)
         per_sample = (distance * present).sum(1) / present.sum(1).clamp(min=1.0)
@@ -86,8 +89,9 @@ def positive_pairs(place_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return first, second
 
 
-def semantic_alignment(units: torch.Tensor, unit_areas: torch.Tensor, unit_presence: torch.Tensor,
-                       place_labels: torch.Tensor) -> torch.Tensor:
+def semantic_alignment(
+    units: torch.Tensor, unit_areas: torch.Tensor, unit_presence: torch.Tensor, place_labels: torch.Tensor
+) -> torch.Tensor:
     """Explicit semantic alignment between query/positive label features of one model.
 
     units [B, U, d], unit_areas [B, U] (area fractions), unit_presence bool [B, U], place_labels [B].

@@ -5,6 +5,7 @@ sampler; validation 'image'/'label_map' + 'index' over the split's database foll
 For the seg branch the trainId label maps uint8 [B, H, W] are merged to K groups and one-hot
 encoded (SLME) on the training device here.
 """
+
 from __future__ import annotations
 
 import lightning as L
@@ -91,11 +92,17 @@ class VPRLightningModule(L.LightningModule):
             where = f", rank {self.global_rank}" if self.trainer.world_size > 1 else ""
             raise NonFiniteLossError(
                 f"non-finite training loss ({value}) at global step {self.global_step} (epoch "
-                f"{self.current_epoch}, batch {batch_idx}, branch {self.branch}{where}); stopping.")
+                f"{self.current_epoch}, batch {batch_idx}, branch {self.branch}{where}); stopping."
+            )
         batch_size = int(place_labels.shape[0])
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
-        self.log("train/mined_fraction", self.vpr_loss.last_mined_fraction, on_step=False, on_epoch=True,
-                 batch_size=batch_size)
+        self.log(
+            "train/mined_fraction",
+            self.vpr_loss.last_mined_fraction,
+            on_step=False,
+            on_epoch=True,
+            batch_size=batch_size,
+        )
         return loss
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
@@ -104,8 +111,7 @@ class VPRLightningModule(L.LightningModule):
         # draws Lightning or the DataLoader made before this batch. (The P x K sampler is seeded by
         # (seed, epoch) and Lightning calls its set_epoch.)
         seed = self.experiment.train.seed
-        torch.manual_seed(((seed * 1_000_003 + self.current_epoch) * 1_000_003 + batch_idx) * 1_009
-                          + self.global_rank)
+        torch.manual_seed(((seed * 1_000_003 + self.current_epoch) * 1_000_003 + batch_idx) * 1_009 + self.global_rank)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._val_descriptors.append(self(batch).float())
@@ -129,12 +135,22 @@ class VPRLightningModule(L.LightningModule):
         num_database = datamodule.val_dataset.num_database
         from structvpr.evaluate.recall import recall_at_n
 
-        recalls = recall_at_n(ordered_np[num_database:], ordered_np[:num_database], datamodule.val_positives,
-                              ns=tuple(self.experiment.data.recall_values))
+        recalls = recall_at_n(
+            ordered_np[num_database:],
+            ordered_np[:num_database],
+            datamodule.val_positives,
+            ns=tuple(self.experiment.data.recall_values),
+        )
         self.last_recalls = {int(n): float(v) for n, v in recalls.items()}
         when = "before training" if self.trainer.sanity_checking else f"epoch {self.current_epoch}"
-        self.recall_history.append({"when": when, "epoch": int(self.current_epoch),
-                                    "global_step": int(self.global_step), "recalls": dict(self.last_recalls)})
+        self.recall_history.append(
+            {
+                "when": when,
+                "epoch": int(self.current_epoch),
+                "global_step": int(self.global_step),
+                "recalls": dict(self.last_recalls),
+            }
+        )
         if self.trainer.is_global_zero:
             line = "  ".join(f"R@{n} {100 * v:.2f}" for n, v in self.last_recalls.items())
             print(f"[{self.branch}] {when} val {datamodule.val_dataset.summary()}: {line}", flush=True)
@@ -159,4 +175,3 @@ class VPRLightningModule(L.LightningModule):
         if train.optimizer == "sgd":
             return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
         raise ValueError(f"unknown optimizer '{train.optimizer}' (choose from adam, adamw, sgd)")
-

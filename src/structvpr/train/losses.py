@@ -1,4 +1,5 @@
 """The VPR metric-learning loss on place-labelled batches (pytorch-metric-learning losses + miners)."""
+
 from __future__ import annotations
 
 import torch
@@ -16,8 +17,16 @@ class VPRLoss(nn.Module):
     triplets (TripletMarginMiner "hard") with TripletMarginLoss(margin).
     """
 
-    def __init__(self, kind: str = "multi_similarity", *, ms_alpha: float = 1.0, ms_beta: float = 50.0,
-                 ms_base: float = 0.0, miner_epsilon: float = 0.1, triplet_margin: float = 0.1) -> None:
+    def __init__(
+        self,
+        kind: str = "multi_similarity",
+        *,
+        ms_alpha: float = 1.0,
+        ms_beta: float = 50.0,
+        ms_base: float = 0.0,
+        miner_epsilon: float = 0.1,
+        triplet_margin: float = 0.1,
+    ) -> None:
         super().__init__()
         if kind == "multi_similarity":
             self.loss = losses.MultiSimilarityLoss(alpha=ms_alpha, beta=ms_beta, base=ms_base)
@@ -42,6 +51,11 @@ class VPRLoss(nn.Module):
 
 def build_vpr_loss(train_config) -> VPRLoss:
     """The VPR loss selected by a TrainConfig (`loss`, `ms_*`, `miner_epsilon`, `triplet_margin`)."""
-    return VPRLoss(train_config.loss, ms_alpha=train_config.ms_alpha, ms_beta=train_config.ms_beta,
-                   ms_base=train_config.ms_base, miner_epsilon=train_config.miner_epsilon,
-                   triplet_margin=train_config.triplet_margin)
+    return VPRLoss(
+        train_config.loss,
+        ms_alpha=train_config.ms_alpha,
+        ms_beta=train_config.ms_beta,
+        ms_base=train_config.ms_base,
+        miner_epsilon=train_config.miner_epsilon,
+        triplet_margin=train_config.triplet_margin,
+    )

@@ -12,6 +12,7 @@ With threshold k a model is "right" when its rank <= k:
 Group 0 marks samples without any positive in the training set (weight 0). Ranks beyond the search
 depth are stored as depth + 1.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,13 @@ import numpy as np
 
 from structvpr.io_utils import atomic_write
 
-GROUP_NAMES = ("no positive", "G1 teacher right, student wrong", "G2 both right", "G3 both wrong",
-               "G4 teacher wrong, student right")
+GROUP_NAMES = (
+    "no positive",
+    "G1 teacher right, student wrong",
+    "G2 both right",
+    "G3 both wrong",
+    "G4 teacher wrong, student right",
+)
 DEFAULT_GROUP_WEIGHTS = (1.0, 0.5, 0.25, 0.0)
 PARTITION_FORMAT = "structvpr-partition-v1"
 
@@ -34,8 +40,9 @@ class PartitionFileError(ValueError):
     """A partition file is missing, malformed or does not match the training set."""
 
 
-def best_positive_ranks(descriptors: np.ndarray, positives: Sequence[np.ndarray],
-                        search_depth: int = 100, batch_size: int = 4096) -> np.ndarray:
+def best_positive_ranks(
+    descriptors: np.ndarray, positives: Sequence[np.ndarray], search_depth: int = 100, batch_size: int = 4096
+) -> np.ndarray:
     """1-based rank of each sample's best true positive among all other samples (FAISS, inner product).
 
     descriptors: float32 [N, D], L2-normalised; positives[i]: indices of i's positives (i itself is
@@ -51,7 +58,7 @@ def best_positive_ranks(descriptors: np.ndarray, positives: Sequence[np.ndarray]
     depth = min(search_depth + 1, count)  # +1: the query itself is in the index
     ranks = np.zeros(count, dtype=np.int64)
     for start in range(0, count, batch_size):
-        _, neighbours = index.search(descriptors[start:start + batch_size], depth)
+        _, neighbours = index.search(descriptors[start : start + batch_size], depth)
         for offset, row in enumerate(neighbours):
             query = start + offset
             positive_set = {int(p) for p in positives[query]} - {query}
@@ -67,9 +74,15 @@ def assign_groups(teacher_rank: np.ndarray, student_rank: np.ndarray, k: int = 1
     """Groups 1..4 from ranks (see module docstring); 0 where a rank is 0 (no positive). int8 [N]."""
     teacher_rank, student_rank = np.asarray(teacher_rank), np.asarray(student_rank)
     teacher_right, student_right = teacher_rank <= k, student_rank <= k
-    groups = np.select([teacher_right & ~student_right, teacher_right & student_right,
-                        ~teacher_right & ~student_right, ~teacher_right & student_right],
-                       [1, 2, 3, 4]).astype(np.int8)
+    groups = np.select(
+        [
+            teacher_right & ~student_right,
+            teacher_right & student_right,
+            ~teacher_right & ~student_right,
+            ~teacher_right & student_right,
+        ],
+        [1, 2, 3, 4],
+    ).astype(np.int8)
     groups[(teacher_rank <= 0) | (student_rank <= 0)] = 0
     return groups
 
@@ -126,11 +139,15 @@ def save_partition(path: str | Path, partition: Partition) -> None:
     """Write the partition as one .npz (no pickle; metadata as a JSON string), atomically."""
     metadata = {"format": PARTITION_FORMAT, **partition.metadata}
     with atomic_write(path, "wb") as handle:
-        np.savez(handle, sample_paths=np.asarray(partition.sample_paths, dtype=str),
-                 teacher_rank=partition.teacher_rank.astype(np.int64),
-                 student_rank=partition.student_rank.astype(np.int64),
-                 groups=partition.groups.astype(np.int8), weights=partition.weights.astype(np.float32),
-                 metadata=np.asarray(json.dumps(metadata, sort_keys=True)))
+        np.savez(
+            handle,
+            sample_paths=np.asarray(partition.sample_paths, dtype=str),
+            teacher_rank=partition.teacher_rank.astype(np.int64),
+            student_rank=partition.student_rank.astype(np.int64),
+            groups=partition.groups.astype(np.int8),
+            weights=partition.weights.astype(np.float32),
+            metadata=np.asarray(json.dumps(metadata, sort_keys=True)),
+        )
 
 
 def load_partition(path: str | Path) -> Partition:
@@ -141,15 +158,25 @@ def load_partition(path: str | Path) -> Partition:
     try:
         with np.load(path, allow_pickle=False) as data:
             metadata = json.loads(str(data["metadata"]))
-            partition = Partition(sample_paths=[str(p) for p in data["sample_paths"]],
-                                  teacher_rank=data["teacher_rank"], student_rank=data["student_rank"],
-                                  groups=data["groups"], weights=data["weights"], metadata=metadata)
+            partition = Partition(
+                sample_paths=[str(p) for p in data["sample_paths"]],
+                teacher_rank=data["teacher_rank"],
+                student_rank=data["student_rank"],
+                groups=data["groups"],
+                weights=data["weights"],
+                metadata=metadata,
+            )
     except (OSError, KeyError, ValueError) as error:
         raise PartitionFileError(f"{path}: not a structvpr partition file ({error})") from error
     if metadata.get("format") != PARTITION_FORMAT:
         raise PartitionFileError(f"{path}: format {metadata.get('format')!r}, expected {PARTITION_FORMAT}")
-    sizes = {len(partition.sample_paths), len(partition.teacher_rank), len(partition.student_rank),
-             len(partition.groups), len(partition.weights)}
+    sizes = {
+        len(partition.sample_paths),
+        len(partition.teacher_rank),
+        len(partition.student_rank),
+        len(partition.groups),
+        len(partition.weights),
+    }
     if len(sizes) != 1:
         raise PartitionFileError(f"{path}: arrays have different lengths {sorted(sizes)}")
     return partition
@@ -211,8 +238,10 @@ class TeacherCache:
         import torch
 
         rows = np.asarray(indices.detach().cpu().numpy(), dtype=np.int64)
-        out = {"global": torch.from_numpy(np.asarray(self.global_descriptors[rows], dtype=np.float32)).to(device),
-               "weights": torch.from_numpy(np.asarray(self.weights[rows], dtype=np.float32)).to(device)}
+        out = {
+            "global": torch.from_numpy(np.asarray(self.global_descriptors[rows], dtype=np.float32)).to(device),
+            "weights": torch.from_numpy(np.asarray(self.weights[rows], dtype=np.float32)).to(device),
+        }
         if self.units is not None:
             out["units"] = torch.from_numpy(np.asarray(self.units[rows], dtype=np.float32)).to(device)
             out["unit_presence"] = torch.from_numpy(np.asarray(self.unit_presence[rows], dtype=bool)).to(device)
@@ -224,9 +253,15 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(handle, array, allow_pickle=False)
 
 
-def save_teacher_cache(directory: str | Path, sample_paths: Sequence[str], global_descriptors: np.ndarray,
-                       units: np.ndarray | None, unit_presence: np.ndarray | None, weights: np.ndarray,
-                       metadata: dict) -> None:
+def save_teacher_cache(
+    directory: str | Path,
+    sample_paths: Sequence[str],
+    global_descriptors: np.ndarray,
+    units: np.ndarray | None,
+    unit_presence: np.ndarray | None,
+    weights: np.ndarray,
+    metadata: dict,
+) -> None:
     """Write the cache as .npy files + `cache.json`, each atomically; cache.json last marks it complete."""
     directory = Path(directory)
     # Remove the old manifest first: until the new one is written, the folder reads as incomplete,
@@ -237,8 +272,13 @@ def save_teacher_cache(directory: str | Path, sample_paths: Sequence[str], globa
     if units is not None:
         _save_npy(directory / "units.npy", np.asarray(units, dtype=np.float16))
         _save_npy(directory / "unit_presence.npy", np.asarray(unit_presence, dtype=bool))
-    manifest = {"format": TEACHER_CACHE_FORMAT, "count": len(sample_paths), "has_units": units is not None,
-                "sample_paths": [str(p) for p in sample_paths], **metadata}
+    manifest = {
+        "format": TEACHER_CACHE_FORMAT,
+        "count": len(sample_paths),
+        "has_units": units is not None,
+        "sample_paths": [str(p) for p in sample_paths],
+        **metadata,
+    }
     with atomic_write(directory / "cache.json", "w") as handle:
         json.dump(manifest, handle)
 
@@ -248,22 +288,29 @@ def load_teacher_cache(directory: str | Path) -> TeacherCache:
     directory = Path(directory)
     manifest_path = directory / "cache.json"
     if not manifest_path.is_file():
-        raise PartitionFileError(f"{manifest_path}: teacher cache is missing or incomplete "
-                                 "(run `structvpr partition` first)")
+        raise PartitionFileError(
+            f"{manifest_path}: teacher cache is missing or incomplete (run `structvpr partition` first)"
+        )
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         if manifest.get("format") != TEACHER_CACHE_FORMAT:
             raise ValueError(f"format {manifest.get('format')!r}, expected {TEACHER_CACHE_FORMAT}")
         load = lambda name: np.load(directory / name, mmap_mode="r", allow_pickle=False)
-        cache = TeacherCache(directory=directory, sample_paths=list(manifest.pop("sample_paths")),
-                             global_descriptors=load("global_descriptors.npy"),
-                             units=load("units.npy") if manifest["has_units"] else None,
-                             unit_presence=load("unit_presence.npy") if manifest["has_units"] else None,
-                             weights=load("weights.npy"), metadata=manifest)
+        cache = TeacherCache(
+            directory=directory,
+            sample_paths=list(manifest.pop("sample_paths")),
+            global_descriptors=load("global_descriptors.npy"),
+            units=load("units.npy") if manifest["has_units"] else None,
+            unit_presence=load("unit_presence.npy") if manifest["has_units"] else None,
+            weights=load("weights.npy"),
+            metadata=manifest,
+        )
     except (OSError, ValueError, KeyError) as error:
         raise PartitionFileError(f"{directory}: unreadable teacher cache ({error})") from error
     if len(cache.global_descriptors) != len(cache.sample_paths) or len(cache.weights) != len(cache.sample_paths):
-        raise PartitionFileError(f"{directory}: teacher cache arrays do not match its {len(cache.sample_paths)} samples")
+        raise PartitionFileError(
+            f"{directory}: teacher cache arrays do not match its {len(cache.sample_paths)} samples"
+        )
     return cache
 
 
@@ -302,8 +349,13 @@ def partition_dir(config) -> Path:
     return Path(config.train.output_dir) / "partition"
 
 
-def run_partition(config, teacher_path: str | Path | None = None, student_path: str | Path | None = None,
-                  output_dir: str | Path | None = None, device: str = "cpu") -> PartitionOutputs:
+def run_partition(
+    config,
+    teacher_path: str | Path | None = None,
+    student_path: str | Path | None = None,
+    output_dir: str | Path | None = None,
+    device: str = "cpu",
+) -> PartitionOutputs:
     """Rank, group and weight every training image with the frozen teacher and student; cache the teacher.
 
     Defaults: teacher `<output_dir>/stage1-seg/model.pt`, student `<output_dir>/stage1-rgb/model.pt`,
@@ -331,16 +383,16 @@ def run_partition(config, teacher_path: str | Path | None = None, student_path: 
     datamodule = Stage2DataModule(config)
     datamodule.setup("fit")
     training_set = datamodule.train_set
-    loader = DataLoader(training_set, batch_size=config.data.val_batch_size, shuffle=False,
-                        num_workers=config.data.num_workers)
+    loader = DataLoader(
+        training_set, batch_size=config.data.val_batch_size, shuffle=False, num_workers=config.data.num_workers
+    )
     has_units = hasattr(teacher, "label_head")
     boundary = teacher.config.in_channels > merge_table.num_classes  # teacher trained with a boundary channel
     teacher_global, teacher_desc, student_desc, units, presence = [], [], [], [], []
     with torch.no_grad():
         for batch in tqdm(loader, desc="partition: teacher + student descriptors", leave=False):
             merged = merge_table.merge(batch["label_map"].to(device))
-            one_hot = slme_one_hot(merged, merge_table.num_classes, size=teacher.config.image_size,
-                                   boundary=boundary)
+            one_hot = slme_one_hot(merged, merge_table.num_classes, size=teacher.config.image_size, boundary=boundary)
             if has_units:
                 outputs = teacher.forward_outputs(one_hot)
                 teacher_global.append(outputs.global_descriptor.cpu())
@@ -368,17 +420,28 @@ def run_partition(config, teacher_path: str | Path | None = None, student_path: 
     else:
         raise ValueError(f"structvpr.weight_function {weight_function!r} is not 'groups' or 'smooth'")
     hashes = {"teacher_sha256": sha256_of_file(teacher_path), "student_sha256": sha256_of_file(student_path)}
-    metadata = {"k": k, "weight_function": weight_function, "group_weights": list(structvpr.group_weights),
-                "search_depth": search_depth, "train_dataset": description, "teacher_path": str(teacher_path),
-                "student_path": str(student_path), **hashes}
+    metadata = {
+        "k": k,
+        "weight_function": weight_function,
+        "group_weights": list(structvpr.group_weights),
+        "search_depth": search_depth,
+        "train_dataset": description,
+        "teacher_path": str(teacher_path),
+        "student_path": str(student_path),
+        **hashes,
+    }
     partition = Partition([str(p) for p in paths], teacher_rank, student_rank, groups, weights, metadata)
     save_partition(out_dir / "partition.npz", partition)
     save_histogram_plot(partition, out_dir / "groups.png")
-    save_teacher_cache(out_dir / "teacher_cache", partition.sample_paths, torch.cat(teacher_global).numpy(),
-                       torch.cat(units).numpy() if has_units else None,
-                       torch.cat(presence).numpy() if has_units else None, weights,
-                       {**hashes, "merge_table": merge_table.name,
-                        "label_config": _label_config_dict(teacher) if has_units else None})
+    save_teacher_cache(
+        out_dir / "teacher_cache",
+        partition.sample_paths,
+        torch.cat(teacher_global).numpy(),
+        torch.cat(units).numpy() if has_units else None,
+        torch.cat(presence).numpy() if has_units else None,
+        weights,
+        {**hashes, "merge_table": merge_table.name, "label_config": _label_config_dict(teacher) if has_units else None},
+    )
     print(partition.histogram_text(), flush=True)
     return PartitionOutputs(out_dir / "partition.npz", out_dir / "groups.png", out_dir / "teacher_cache", partition)
 
@@ -386,8 +449,9 @@ def run_partition(config, teacher_path: str | Path | None = None, student_path: 
 def _label_config_dict(teacher) -> dict:
     from dataclasses import asdict
 
-    return {key: list(value) if isinstance(value, tuple) else value
-            for key, value in asdict(teacher.label_config).items()}
+    return {
+        key: list(value) if isinstance(value, tuple) else value for key, value in asdict(teacher.label_config).items()
+    }
 
 
 def _same_place_positives(place_labels: np.ndarray) -> list[np.ndarray]:

@@ -6,6 +6,7 @@ per ablation. Finished runs (a `model.pt` present) are reused, so an interrupted
 at the first missing stage. The report (`report.md` + `report.json`) has one row per model with
 the dataset, split, counts and Recall@N.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -69,10 +70,15 @@ def _evaluation_items(dataset, config: Config, with_labels: bool):
     from structvpr.data.training_set import PlaceTrainingSet
 
     paths = list(dataset.database_paths) + list(dataset.query_paths)
-    items = PlaceTrainingSet(paths, np.arange(len(paths)), image_size=config.model.image_size,
-                             mean=config.model.mean, std=config.model.std, with_labels=with_labels)
-    return DataLoader(items, batch_size=config.data.val_batch_size, shuffle=False,
-                      num_workers=config.data.num_workers)
+    items = PlaceTrainingSet(
+        paths,
+        np.arange(len(paths)),
+        image_size=config.model.image_size,
+        mean=config.model.mean,
+        std=config.model.std,
+        with_labels=with_labels,
+    )
+    return DataLoader(items, batch_size=config.data.val_batch_size, shuffle=False, num_workers=config.data.num_workers)
 
 
 def describe_dataset(model, dataset, config: Config, device: str, teacher: bool = False) -> np.ndarray:
@@ -86,8 +92,9 @@ def describe_dataset(model, dataset, config: Config, device: str, teacher: bool 
     with torch.no_grad():
         for batch in _evaluation_items(dataset, config, with_labels=teacher):
             if teacher:
-                inputs = slme_one_hot(merge_table.merge(batch["label_map"]), merge_table.num_classes,
-                                      size=model.config.image_size)
+                inputs = slme_one_hot(
+                    merge_table.merge(batch["label_map"]), merge_table.num_classes, size=model.config.image_size
+                )
             else:
                 inputs = batch["image"]
             outputs.append(model(inputs.to(device)).float().cpu())
@@ -99,25 +106,37 @@ def evaluate_model(model, dataset, positives, config: Config, device: str, teach
     from structvpr.evaluate.recall import recall_at_n
 
     descriptors = describe_dataset(model, dataset, config, device, teacher)
-    recalls = recall_at_n(descriptors[dataset.num_database:], descriptors[:dataset.num_database], positives,
-                          ns=tuple(config.data.recall_values))
-    return {"dataset": dataset.name, "split": dataset.split, "queries": dataset.num_queries,
-            "database": dataset.num_database, "summary": dataset.summary(),
-            **{f"R@{n}": round(100.0 * value, 2) for n, value in recalls.items()}}
+    recalls = recall_at_n(
+        descriptors[dataset.num_database :],
+        descriptors[: dataset.num_database],
+        positives,
+        ns=tuple(config.data.recall_values),
+    )
+    return {
+        "dataset": dataset.name,
+        "split": dataset.split,
+        "queries": dataset.num_queries,
+        "database": dataset.num_database,
+        "summary": dataset.summary(),
+        **{f"R@{n}": round(100.0 * value, 2) for n, value in recalls.items()},
+    }
 
 
 def report_markdown(rows: Sequence[dict], recall_values: Sequence[int]) -> str:
     """The report table: one row per model."""
-    header = ["model", "dataset", "split", "queries", "database", *[f"R@{n}" for n in recall_values],
-              "epochs", "notes"]
+    header = ["model", "dataset", "split", "queries", "database", *[f"R@{n}" for n in recall_values], "epochs", "notes"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         lines.append("| " + " | ".join(str(row.get(key, "")) for key in header) + " |")
     return "\n".join(lines) + "\n"
 
 
-def run_all(config: Config, ablations: Sequence[str] | None = None, device: str | None = None,
-            eval_sources: Sequence[DatasetSource] | None = None) -> Path:
+def run_all(
+    config: Config,
+    ablations: Sequence[str] | None = None,
+    device: str | None = None,
+    eval_sources: Sequence[DatasetSource] | None = None,
+) -> Path:
     """The whole recipe; returns `train.output_dir`. See the module docstring for the run folders.
 
     ablations: subset of DEFAULT_ABLATIONS (default all). eval_sources: dataset splits to report on
@@ -161,29 +180,60 @@ def run_all(config: Config, ablations: Sequence[str] | None = None, device: str 
         suffix = "" if variant == config.structvpr.variant else f"-{variant}"
         variant_config = _with_structvpr(config, variant=variant)
         if not done(f"stage1-seg{suffix}"):
-            timed(f"stage1-seg{suffix}", train_teacher,
-                  resuming_if_started(variant_config, root / f"stage1-seg{suffix}"), f"stage1-seg{suffix}")
+            timed(
+                f"stage1-seg{suffix}",
+                train_teacher,
+                resuming_if_started(variant_config, root / f"stage1-seg{suffix}"),
+                f"stage1-seg{suffix}",
+            )
         _barrier()
         cache_ready = (root / f"partition{suffix}" / "teacher_cache" / "cache.json").is_file()
         if not cache_ready and _rank() == 0:
-            timed(f"partition{suffix}", run_partition, variant_config,
-                  teacher_path=root / f"stage1-seg{suffix}" / "model.pt", output_dir=root / f"partition{suffix}",
-                  device=device)
+            timed(
+                f"partition{suffix}",
+                run_partition,
+                variant_config,
+                teacher_path=root / f"stage1-seg{suffix}" / "model.pt",
+                output_dir=root / f"partition{suffix}",
+                device=device,
+            )
         _barrier()
         if not suffix:
-            runs.append((f"teacher: seg-branch ({variant}, needs labels)", root / "stage1-seg", "teacher",
-                         stage1_epochs, "input = SLME label maps"))
+            runs.append(
+                (
+                    f"teacher: seg-branch ({variant}, needs labels)",
+                    root / "stage1-seg",
+                    "teacher",
+                    stage1_epochs,
+                    "input = SLME label maps",
+                )
+            )
         label = f"StructVPR++ student ({variant})" if not suffix else f"ablation: variant {variant}"
         jobs = [(f"stage2{suffix}", {}, label, "teacher and student use this label variant" if suffix else "")]
         if not suffix:
-            jobs.append(("stage2-vpr-only", VPR_ONLY, "RGB baseline (same total epochs)",
-                         "Stage I + Stage II epochs, VPR loss only"))
-            jobs += [(f"stage2-{name}", ABLATION_SETTINGS[name][0], f"ablation: {name}", ABLATION_SETTINGS[name][1])
-                     for name in ablations if name in ABLATION_SETTINGS]
+            jobs.append(
+                (
+                    "stage2-vpr-only",
+                    VPR_ONLY,
+                    "RGB baseline (same total epochs)",
+                    "Stage I + Stage II epochs, VPR loss only",
+                )
+            )
+            jobs += [
+                (f"stage2-{name}", ABLATION_SETTINGS[name][0], f"ablation: {name}", ABLATION_SETTINGS[name][1])
+                for name in ablations
+                if name in ABLATION_SETTINGS
+            ]
         for run_name, settings, label, notes in jobs:
             if not done(run_name):
-                timed(run_name, run_stage2, resuming_if_started(variant_config, root / run_name), run_name,
-                      cache_dir=root / f"partition{suffix}" / "teacher_cache", settings_overrides=settings)
+                timed(
+                    run_name,
+                    run_stage2,
+                    resuming_if_started(variant_config, root / run_name),
+                    run_name,
+                    cache_dir=root / f"partition{suffix}" / "teacher_cache",
+                    settings_overrides=settings,
+                )
             _barrier()
             runs.append((label, root / run_name, "rgb", stage1_epochs + stage2_epochs, notes))
     if _rank() != 0:

@@ -5,6 +5,7 @@ The run folder `<train.output_dir>/stage1-<branch>/` holds `config.yaml`, `check
 `summary.json` (Recall@N per validation) and, at the end, `model.pt` with the best weights: an RGB
 model file (model.model_file) for the rgb branch, a SegBranch file (model.branches) for the seg one.
 """
+
 from __future__ import annotations
 
 import csv
@@ -44,13 +45,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             # torch's first line is generic advice; the reason ("Unsupported global: os.system",
             # "Unsupported operand ...") is further down.
             lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-            reason = next((line for line in lines if line.lower().startswith(("unsupported", "trying to load"))),
-                          lines[0] if lines else type(error).__name__)
-            raise ValueError(f"{path}: refused to load: not a checkpoint of weights and plain data "
-                             f"({reason[:200]})") from None
+            reason = next(
+                (line for line in lines if line.lower().startswith(("unsupported", "trying to load"))),
+                lines[0] if lines else type(error).__name__,
+            )
+            raise ValueError(
+                f"{path}: refused to load: not a checkpoint of weights and plain data ({reason[:200]})"
+            ) from None
         except (RuntimeError, EOFError, OSError) as error:
-            raise ValueError(f"{path}: not a readable checkpoint ({type(error).__name__}: "
-                             f"{str(error).splitlines()[0][:200] if str(error) else ''})") from None
+            raise ValueError(
+                f"{path}: not a readable checkpoint ({type(error).__name__}: "
+                f"{str(error).splitlines()[0][:200] if str(error) else ''})"
+            ) from None
 
 
 def stage1_run_dir(config: Config, branch: str, run_name: str | None = None) -> Path:
@@ -62,12 +68,15 @@ def _check_run_dir(config: Config, last_checkpoint: Path) -> None:
     """Refuse to resume without a checkpoint, and to silently start over an existing run."""
     if config.train.resume:
         if not last_checkpoint.is_file():
-            raise FileNotFoundError(f"{last_checkpoint}: no checkpoint to resume from (drop --resume to "
-                                    "start a new run)")
+            raise FileNotFoundError(
+                f"{last_checkpoint}: no checkpoint to resume from (drop --resume to start a new run)"
+            )
     elif last_checkpoint.exists() and not config.train.overwrite:
-        raise ValueError(f"{last_checkpoint.parent.parent}: this run folder already has checkpoints; pass "
-                         "--resume to continue it, --set train.overwrite=true to start over, or choose "
-                         "another train.output_dir")
+        raise ValueError(
+            f"{last_checkpoint.parent.parent}: this run folder already has checkpoints; pass "
+            "--resume to continue it, --set train.overwrite=true to start over, or choose "
+            "another train.output_dir"
+        )
 
 
 def build_trainer(config: Config, run_dir: Path, *, run_sanity_validation: bool) -> L.Trainer:
@@ -78,24 +87,43 @@ def build_trainer(config: Config, run_dir: Path, *, run_sanity_validation: bool)
     """
     train = config.train
     checkpoint_dir = run_dir / "checkpoints"
-    best = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=MONITOR, mode="max",
-                           save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
+    best = ModelCheckpoint(
+        dirpath=checkpoint_dir,
+        filename="best",
+        monitor=MONITOR,
+        mode="max",
+        save_top_k=1,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
     # A second callback, not save_last=True: Lightning 2.6 writes "last" only when a top-k file is
     # written, so an epoch that does not improve R@1 would leave a stale last.ckpt behind.
-    latest = ModelCheckpoint(dirpath=checkpoint_dir, filename="last", monitor=None, save_top_k=1,
-                             enable_version_counter=False)
+    latest = ModelCheckpoint(
+        dirpath=checkpoint_dir, filename="last", monitor=None, save_top_k=1, enable_version_counter=False
+    )
     return L.Trainer(
-        max_epochs=train.epochs, accelerator=train.accelerator, devices=train.devices,
-        strategy=train.strategy, num_nodes=train.num_nodes, precision=train.precision,
-        deterministic=train.deterministic, callbacks=[best, latest], default_root_dir=run_dir,
+        max_epochs=train.epochs,
+        accelerator=train.accelerator,
+        devices=train.devices,
+        strategy=train.strategy,
+        num_nodes=train.num_nodes,
+        precision=train.precision,
+        deterministic=train.deterministic,
+        callbacks=[best, latest],
+        default_root_dir=run_dir,
         logger=CSVLogger(save_dir=run_dir, name="", version="logs"),
-        num_sanity_val_steps=-1 if run_sanity_validation else 0, use_distributed_sampler=False,
-        plugins=[AtomicCheckpointIO()], log_every_n_steps=train.log_every_n_steps,
-        enable_model_summary=False, enable_progress_bar=False)
+        num_sanity_val_steps=-1 if run_sanity_validation else 0,
+        use_distributed_sampler=False,
+        plugins=[AtomicCheckpointIO()],
+        log_every_n_steps=train.log_every_n_steps,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+    )
 
 
-def fit_stage1(config: Config, branch: str = "rgb", run_name: str | None = None
-               ) -> tuple[L.Trainer, VPRLightningModule]:
+def fit_stage1(
+    config: Config, branch: str = "rgb", run_name: str | None = None
+) -> tuple[L.Trainer, VPRLightningModule]:
     """Train (or resume) one branch; returns the Trainer and the module after `Trainer.fit`.
 
     Runs on every DDP process; only global rank 0 writes config.yaml.
@@ -111,16 +139,21 @@ def fit_stage1(config: Config, branch: str = "rgb", run_name: str | None = None
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     module = VPRLightningModule.from_config(config, branch)
     datamodule = VPRDataModule(config, branch)
-    trainer = build_trainer(config, run_dir, run_sanity_validation=(
-        config.train.validate_before_training and not config.train.resume))
+    trainer = build_trainer(
+        config, run_dir, run_sanity_validation=(config.train.validate_before_training and not config.train.resume)
+    )
     if trainer.is_global_zero:
         dump_config(config, run_dir / "config.yaml")
     try:
-        trainer.fit(module, datamodule=datamodule, weights_only=True,
-                    ckpt_path=last_checkpoint if config.train.resume else None)
+        trainer.fit(
+            module, datamodule=datamodule, weights_only=True, ckpt_path=last_checkpoint if config.train.resume else None
+        )
     except NonFiniteLossError as error:
-        kept = (f"last good checkpoint kept: {last_checkpoint}" if last_checkpoint.is_file()
-                else "no checkpoint had been saved yet")
+        kept = (
+            f"last good checkpoint kept: {last_checkpoint}"
+            if last_checkpoint.is_file()
+            else "no checkpoint had been saved yet"
+        )
         raise NonFiniteLossError(f"{run_dir}: {error} {kept}") from None
     finally:
         if earlier_rows and trainer.is_global_zero:
@@ -134,8 +167,9 @@ def _finished_epoch_rows(metrics_file: Path, checkpoint: Path) -> list[dict[str,
         return []
     saved_epoch = int(AtomicCheckpointIO().load_checkpoint(checkpoint).get("epoch", -1))
     with open(metrics_file, newline="", encoding="utf-8") as handle:
-        return [row for row in csv.DictReader(handle) if row.get("epoch", "").isdigit()
-                and int(row["epoch"]) <= saved_epoch]
+        return [
+            row for row in csv.DictReader(handle) if row.get("epoch", "").isdigit() and int(row["epoch"]) <= saved_epoch
+        ]
 
 
 def _prepend_metric_rows(metrics_file: Path, earlier_rows: list[dict[str, str]]) -> None:
@@ -159,7 +193,7 @@ def best_weights(trainer: L.Trainer, module: VPRLightningModule) -> tuple[dict, 
     if best_path and Path(best_path).is_file():
         state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
         prefix = "network."
-        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, str(best_path)
+        return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, str(best_path)
     return module.network.state_dict(), "final weights"
 
 
@@ -180,21 +214,32 @@ def run_stage1(config: Config, branch: str = "rgb", run_name: str | None = None)
     network = module.network.cpu()
     network.load_state_dict(state)
     datamodule = trainer.datamodule
-    metadata = {"stage": 1, "branch": branch, "weights_from": source,
-                "train_dataset": datamodule.train_description, "val_dataset": datamodule.val_dataset.summary(),
-                "config": config_to_dict(config), "recall_history": module.recall_history}
+    metadata = {
+        "stage": 1,
+        "branch": branch,
+        "weights_from": source,
+        "train_dataset": datamodule.train_description,
+        "val_dataset": datamodule.val_dataset.summary(),
+        "config": config_to_dict(config),
+        "recall_history": module.recall_history,
+    }
     if branch == "seg":  # the teacher: a SegBranch file (partition and Stage II read it)
         metadata["input"] = f"SLME one-hot, merge table {config.structvpr.merge_table}"
         save_seg_branch(network, run_dir / "model.pt", metadata)
     else:  # an RGB model file: evaluate, index, export and Stage II take it
         save_model_file(network, run_dir / "model.pt", metadata)
     best_score = getattr(trainer.checkpoint_callback, "best_model_score", None)
-    summary = {"branch": branch, "train_dataset": datamodule.train_description,
-               "val_dataset": datamodule.val_dataset.summary(), "epochs_run": int(trainer.current_epoch),
-               "global_step": int(trainer.global_step),
-               "best_val_r1": float(best_score) if best_score is not None else None,
-               "best_checkpoint": source, "recall_history": module.recall_history,
-               "model_file": str(run_dir / "model.pt")}
+    summary = {
+        "branch": branch,
+        "train_dataset": datamodule.train_description,
+        "val_dataset": datamodule.val_dataset.summary(),
+        "epochs_run": int(trainer.current_epoch),
+        "global_step": int(trainer.global_step),
+        "best_val_r1": float(best_score) if best_score is not None else None,
+        "best_checkpoint": source,
+        "recall_history": module.recall_history,
+        "model_file": str(run_dir / "model.pt"),
+    }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     print(f"[{branch}] stage I done: {run_dir / 'model.pt'} (weights: {source})", flush=True)
     return run_dir

@@ -8,6 +8,7 @@ The teacher never runs here: its outputs and the partition weights come from the
 `structvpr partition`, so a step costs about a Stage I RGB step. The student starts from the Stage I
 RGB weights; `<run>/model.pt` holds only the plain VPRNet (no segmentation or label-feature code).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -53,12 +54,15 @@ class Stage2DataModule(VPRDataModule):
 def stage2_settings(config: Config) -> dict:
     """Stage II options of the `structvpr` section, with defaults for keys the section may lack."""
     structvpr = config.structvpr
-    return {"lambda_g": float(structvpr.lambda_g), "lambda_l": float(structvpr.lambda_l),
-            "lambda_a": float(structvpr.lambda_a),
-            "lambda_mask": float(getattr(structvpr, "lambda_mask", 0.1)),
-            "weight_normalization": getattr(structvpr, "weight_normalization", "batch"),
-            "uniform_weights": bool(getattr(structvpr, "uniform_weights", False)),
-            "always_project": bool(getattr(structvpr, "always_project", False))}
+    return {
+        "lambda_g": float(structvpr.lambda_g),
+        "lambda_l": float(structvpr.lambda_l),
+        "lambda_a": float(structvpr.lambda_a),
+        "lambda_mask": float(getattr(structvpr, "lambda_mask", 0.1)),
+        "weight_normalization": getattr(structvpr, "weight_normalization", "batch"),
+        "uniform_weights": bool(getattr(structvpr, "uniform_weights", False)),
+        "always_project": bool(getattr(structvpr, "always_project", False)),
+    }
 
 
 class Stage2Module(VPRLightningModule):
@@ -71,27 +75,42 @@ class Stage2Module(VPRLightningModule):
 
     def __init__(self, config: dict, teacher_dims: dict, settings_overrides: dict | None = None) -> None:
         super().__init__(config, "rgb")
-        self.save_hyperparameters({"config": config, "branch": "rgb", "teacher_dims": teacher_dims,
-                                   "settings_overrides": dict(settings_overrides or {})})
+        self.save_hyperparameters(
+            {
+                "config": config,
+                "branch": "rgb",
+                "teacher_dims": teacher_dims,
+                "settings_overrides": dict(settings_overrides or {}),
+            }
+        )
         from structvpr.segment.classes import load_merge_table
 
         self.settings = {**stage2_settings(self.experiment), **dict(settings_overrides or {})}
         # Not `merge_table`: the Stage I module reads that name to decide it is the seg branch.
         self.label_merge_table = load_merge_table(self.experiment.structvpr.merge_table)
         self.label_config = label_feature_config_from(self.experiment.structvpr, self.label_merge_table)
-        self.global_distill = GlobalDistillation(self.network.descriptor_dim, int(teacher_dims["global_dim"]),
-                                                 self.settings["weight_normalization"],
-                                                 self.settings["always_project"])
+        self.global_distill = GlobalDistillation(
+            self.network.descriptor_dim,
+            int(teacher_dims["global_dim"]),
+            self.settings["weight_normalization"],
+            self.settings["always_project"],
+        )
         has_teacher_units = teacher_dims.get("unit_dim") is not None
         self.use_label_distill = self.settings["lambda_l"] > 0 and has_teacher_units
         self.use_alignment = self.settings["lambda_a"] > 0
         self.label_head = None
         if self.use_label_distill or self.use_alignment or self.label_config.mask_head:
             self.label_head = LabelFeatureHead(self.label_config, self.network.backbone_channels)
-        self.label_distill = (LabelDistillation(self.label_config.label_dim, int(teacher_dims["unit_dim"]),
-                                                self.settings["weight_normalization"],
-                                                self.settings["always_project"])
-                              if self.use_label_distill else None)
+        self.label_distill = (
+            LabelDistillation(
+                self.label_config.label_dim,
+                int(teacher_dims["unit_dim"]),
+                self.settings["weight_normalization"],
+                self.settings["always_project"],
+            )
+            if self.use_label_distill
+            else None
+        )
         self.teacher: TeacherCache | None = None
 
     def attach_teacher(self, cache: TeacherCache) -> None:
@@ -118,11 +137,13 @@ class Stage2Module(VPRLightningModule):
             labels = self.label_head(levels, one_hot)
             if self.use_label_distill:
                 presence = labels.unit_presence & teacher["unit_presence"]
-                parts["label"] = settings["lambda_l"] * self.label_distill(labels.units, teacher["units"],
-                                                                           presence, weights)
+                parts["label"] = settings["lambda_l"] * self.label_distill(
+                    labels.units, teacher["units"], presence, weights
+                )
             if self.use_alignment:
                 parts["align"] = settings["lambda_a"] * semantic_alignment(
-                    labels.units, labels.unit_areas, labels.unit_presence, place_labels)
+                    labels.units, labels.unit_areas, labels.unit_presence, place_labels
+                )
             if labels.mask_logits is not None:
                 parts["mask"] = settings["lambda_mask"] * mask_head_loss(labels.mask_logits, one_hot)
         loss = sum(parts.values())
@@ -135,7 +156,8 @@ class Stage2Module(VPRLightningModule):
         if not finite:
             raise NonFiniteLossError(
                 f"non-finite Stage II loss ({ {k: round(float(v), 4) for k, v in parts.items()} }) at global step "
-                f"{self.global_step} (epoch {self.current_epoch}, batch {batch_idx}); stopping before backward")
+                f"{self.global_step} (epoch {self.current_epoch}, batch {batch_idx}); stopping before backward"
+            )
         batch_size = int(place_labels.shape[0])
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
         for name, value in parts.items():
@@ -151,13 +173,20 @@ def stage2_run_dir(config: Config, run_name: str = "stage2") -> Path:
 
 def _check_cache_matches(cache: TeacherCache, paths: Sequence[Path]) -> None:
     if [str(p) for p in paths] != cache.sample_paths:
-        raise PartitionFileError(f"{cache.directory}: the teacher cache was made for another training set "
-                                 f"({len(cache.sample_paths)} samples, this one has {len(paths)}); "
-                                 "run `structvpr partition` again")
+        raise PartitionFileError(
+            f"{cache.directory}: the teacher cache was made for another training set "
+            f"({len(cache.sample_paths)} samples, this one has {len(paths)}); "
+            "run `structvpr partition` again"
+        )
 
 
-def run_stage2(config: Config, run_name: str = "stage2", cache_dir: str | Path | None = None,
-               init_model: str | Path | None = None, settings_overrides: dict | None = None) -> Path:
+def run_stage2(
+    config: Config,
+    run_name: str = "stage2",
+    cache_dir: str | Path | None = None,
+    init_model: str | Path | None = None,
+    settings_overrides: dict | None = None,
+) -> Path:
     """Train the student (Stage II) and write `<run>/model.pt` (plain VPRNet) and `summary.json`.
 
     cache_dir: teacher cache (default `<output_dir>/partition/teacher_cache`); init_model: the
@@ -181,12 +210,17 @@ def run_stage2(config: Config, run_name: str = "stage2", cache_dir: str | Path |
     if config.train.resume and not last_checkpoint.is_file():
         raise FileNotFoundError(f"{last_checkpoint}: no checkpoint to resume from")
     if not config.train.resume and last_checkpoint.exists() and not config.train.overwrite:
-        raise ValueError(f"{run_dir}: this run folder already has checkpoints; pass --resume, "
-                         "--set train.overwrite=true, or choose another train.output_dir")
+        raise ValueError(
+            f"{run_dir}: this run folder already has checkpoints; pass --resume, "
+            "--set train.overwrite=true, or choose another train.output_dir"
+        )
     cache = load_teacher_cache(cache_dir or root / "partition" / "teacher_cache")
     L.seed_everything(config.train.seed, workers=True, verbose=False)
-    teacher_dims = {"global_dim": cache.global_dim, "unit_dim": cache.unit_dim,
-                    "num_units": None if cache.units is None else int(cache.units.shape[1])}
+    teacher_dims = {
+        "global_dim": cache.global_dim,
+        "unit_dim": cache.unit_dim,
+        "num_units": None if cache.units is None else int(cache.units.shape[1]),
+    }
     module = Stage2Module(config_to_dict(config), teacher_dims, settings_overrides)
     module.attach_teacher(cache)
     init_path = Path(init_model) if init_model else root / "stage1-rgb" / "model.pt"
@@ -197,29 +231,45 @@ def run_stage2(config: Config, run_name: str = "stage2", cache_dir: str | Path |
     datamodule.setup("fit")
     _check_cache_matches(cache, datamodule.train_set.paths)
     if module.label_distill is not None and cache.units.shape[1] != _num_units(module):
-        raise PartitionFileError(f"{cache.directory}: teacher has {cache.units.shape[1]} label units per image, "
-                                 f"the student's label head {_num_units(module)}: use the same "
-                                 "structvpr.variant and merge table for both")
+        raise PartitionFileError(
+            f"{cache.directory}: teacher has {cache.units.shape[1]} label units per image, "
+            f"the student's label head {_num_units(module)}: use the same "
+            "structvpr.variant and merge table for both"
+        )
     trainer = build_trainer(config, run_dir, run_sanity_validation=False)
     if trainer.is_global_zero:
         dump_config(config, run_dir / "config.yaml")
-    trainer.fit(module, datamodule=datamodule, weights_only=True,
-                ckpt_path=last_checkpoint if config.train.resume else None)
+    trainer.fit(
+        module, datamodule=datamodule, weights_only=True, ckpt_path=last_checkpoint if config.train.resume else None
+    )
     if not trainer.is_global_zero:
         return run_dir
     state, source = best_weights(trainer, module)
     network = module.network.cpu()
     network.load_state_dict(state)
-    metadata = {"stage": 2, "branch": "rgb", "weights_from": source, "init_model": str(init_path),
-                "teacher_cache": str(cache.directory), "teacher_sha256": cache.metadata.get("teacher_sha256"),
-                "train_dataset": datamodule.train_description, "val_dataset": datamodule.val_dataset.summary(),
-                "settings": module.settings, "config": config_to_dict(config),
-                "recall_history": module.recall_history}
+    metadata = {
+        "stage": 2,
+        "branch": "rgb",
+        "weights_from": source,
+        "init_model": str(init_path),
+        "teacher_cache": str(cache.directory),
+        "teacher_sha256": cache.metadata.get("teacher_sha256"),
+        "train_dataset": datamodule.train_description,
+        "val_dataset": datamodule.val_dataset.summary(),
+        "settings": module.settings,
+        "config": config_to_dict(config),
+        "recall_history": module.recall_history,
+    }
     save_model_file(network, run_dir / "model.pt", metadata)
-    summary = {"run": run_name, "train_dataset": datamodule.train_description,
-               "val_dataset": datamodule.val_dataset.summary(), "epochs_run": int(trainer.current_epoch),
-               "settings": module.settings, "recall_history": module.recall_history,
-               "model_file": str(run_dir / "model.pt")}
+    summary = {
+        "run": run_name,
+        "train_dataset": datamodule.train_description,
+        "val_dataset": datamodule.val_dataset.summary(),
+        "epochs_run": int(trainer.current_epoch),
+        "settings": module.settings,
+        "recall_history": module.recall_history,
+        "model_file": str(run_dir / "model.pt"),
+    }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     print(f"[stage2] done: {run_dir / 'model.pt'} (weights: {source})", flush=True)
     return run_dir
@@ -228,7 +278,8 @@ def run_stage2(config: Config, run_name: str = "stage2", cache_dir: str | Path |
 def _num_units(module: Stage2Module) -> int:
     config, head = module.label_config, module.label_head
     return {"lc": len(head.kept_classes), "mc": len(config.levels)}.get(
-        config.variant, len(config.levels) * len(head.kept_classes))
+        config.variant, len(config.levels) * len(head.kept_classes)
+    )
 
 
 def load_stage2_module(checkpoint: str | Path) -> Stage2Module:

@@ -4,6 +4,7 @@ Layouts: `utm` (images/<split>/{database,queries} with @east@north@ names), `msl
 `pitts` (Pittsburgh .mat dbStruct), `gt_list` (query/ref folders + ground-truth .npy/.npz),
 `sequence` (two frame-aligned folders, Nordland), `folder` (unlabelled images, retrieval only).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,17 @@ from structvpr.data.layouts.sequences import has_sequence_layout, read_sequence
 from structvpr.data.layouts.utm import has_utm_layout, read_utm
 from structvpr.data.place_dataset import DatasetError, PlaceDataset
 
-__all__ = ["LAYOUTS", "ReadOptions", "add_dataset_arguments", "convert_ground_truth_npy",
-           "dataset_from_args", "detect_layout", "drop_bad_images", "open_dataset", "skipped_summary"]
+__all__ = [
+    "LAYOUTS",
+    "ReadOptions",
+    "add_dataset_arguments",
+    "convert_ground_truth_npy",
+    "dataset_from_args",
+    "detect_layout",
+    "drop_bad_images",
+    "open_dataset",
+    "skipped_summary",
+]
 
 Reader = Callable[[Path, "str | None", ReadOptions], PlaceDataset]
 LAYOUTS: dict[str, Reader] = {
@@ -63,8 +73,9 @@ def detect_layout(path: str | Path) -> str:
     return "folder"
 
 
-def _remap_ground_truth(ground_truth: list[np.ndarray], keep_database: np.ndarray,
-                        keep_queries: np.ndarray) -> list[np.ndarray]:
+def _remap_ground_truth(
+    ground_truth: list[np.ndarray], keep_database: np.ndarray, keep_queries: np.ndarray
+) -> list[np.ndarray]:
     """Positives of the kept queries, as indices into the kept database images."""
     new_index = np.cumsum(keep_database) - 1
     rows = []
@@ -93,18 +104,22 @@ def drop_bad_images(dataset: PlaceDataset) -> PlaceDataset:
     if "city_of_query" in extra:  # MSLS: one entry per query
         extra["city_of_query"] = [c for c, k in zip(extra["city_of_query"], keep_q, strict=True) if k]
     if not keep_db.any() or (len(keep_q) and not keep_q.any()):
-        raise DatasetError(f"{printable_path(dataset.root)}: no readable database or query images "
-                           f"left after skipping {len(bad)} unreadable ones, "
-                           f"e.g. {skips.examples['bad_image'][0]}")
+        raise DatasetError(
+            f"{printable_path(dataset.root)}: no readable database or query images "
+            f"left after skipping {len(bad)} unreadable ones, "
+            f"e.g. {skips.examples['bad_image'][0]}"
+        )
     return dataclasses.replace(
         dataset,
         database_paths=[p for p, k in zip(dataset.database_paths, keep_db, strict=True) if k],
         query_paths=[p for p, k in zip(dataset.query_paths, keep_q, strict=True) if k],
         database_coords=None if dataset.database_coords is None else dataset.database_coords[keep_db],
         query_coords=None if dataset.query_coords is None else dataset.query_coords[keep_q],
-        ground_truth=None if dataset.ground_truth is None else
-        _remap_ground_truth(dataset.ground_truth, keep_db, keep_q),
-        extra=extra)
+        ground_truth=None
+        if dataset.ground_truth is None
+        else _remap_ground_truth(dataset.ground_truth, keep_db, keep_q),
+        extra=extra,
+    )
 
 
 def skipped_summary(dataset: PlaceDataset) -> str:
@@ -116,8 +131,7 @@ def skipped_summary(dataset: PlaceDataset) -> str:
     return f"skipped {total} files: " + ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
 
 
-def open_dataset(path: str | Path, layout: str = "auto", split: str | None = None,
-                 **options: object) -> PlaceDataset:
+def open_dataset(path: str | Path, layout: str = "auto", split: str | None = None, **options: object) -> PlaceDataset:
     """Open the dataset at `path` in `layout` ('auto' detects it) and return a PlaceDataset.
 
     Options (all optional): threshold_m (m), database_folder, query_folder, frame_tolerance (frames),

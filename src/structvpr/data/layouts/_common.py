@@ -1,4 +1,5 @@
 """Helpers shared by the layout readers: reading options, image listing, path safety, skip counts."""
+
 from __future__ import annotations
 
 import csv
@@ -92,8 +93,7 @@ def list_images(folder: Path, what: str, recursive: bool = True) -> list[Path]:
     """Sorted image files (by suffix) under `folder`; DatasetError if the folder is missing."""
     require_folder(folder, what)
     pattern = "**/*" if recursive else "*"
-    return sorted(path for path in folder.glob(pattern)
-                  if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+    return sorted(path for path in folder.glob(pattern) if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
 
 
 def filter_bad_names(paths: Iterable[Path], on_bad_name: str, skips: SkipLog) -> list[Path]:
@@ -105,8 +105,10 @@ def filter_bad_names(paths: Iterable[Path], on_bad_name: str, skips: SkipLog) ->
         elif on_bad_name == "skip":
             skips.add("bad_name", path)
         else:
-            raise DatasetError(f"{printable_path(path)}: file name is not valid UTF-8 "
-                               "(rename it, or pass on_bad_name='skip' / --on-bad-name skip)")
+            raise DatasetError(
+                f"{printable_path(path)}: file name is not valid UTF-8 "
+                "(rename it, or pass on_bad_name='skip' / --on-bad-name skip)"
+            )
     return kept
 
 
@@ -121,8 +123,9 @@ def path_inside(root: Path, relative: str, source: Path) -> Path:
     candidate = Path(os.path.normpath(root / text))
     root_norm = Path(os.path.normpath(root))
     if Path(text).is_absolute() or not (candidate == root_norm or root_norm in candidate.parents):
-        raise DatasetError(f"{printable_path(source)}: image path {text!r} points outside the "
-                           f"dataset root {printable_path(root)}")
+        raise DatasetError(
+            f"{printable_path(source)}: image path {text!r} points outside the dataset root {printable_path(root)}"
+        )
     return candidate
 
 
@@ -145,8 +148,9 @@ def require_existing(paths: Sequence[Path], source: Path) -> None:
     """DatasetError naming the metadata file and the first listed image that is not on disk."""
     missing = [path for path in paths if not path.is_file()]
     if missing:
-        raise DatasetError(f"{printable_path(source)}: {len(missing)} listed image(s) not found, "
-                           f"first: {printable_path(missing[0])}")
+        raise DatasetError(
+            f"{printable_path(source)}: {len(missing)} listed image(s) not found, first: {printable_path(missing[0])}"
+        )
 
 
 def read_csv_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
@@ -159,10 +163,8 @@ def read_csv_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
             columns = [name.strip() for name in (reader.fieldnames or [])]
             missing = [name for name in required if name not in columns]
             if missing:
-                raise DatasetError(f"{printable_path(path)}: missing column(s) {missing}; "
-                                   f"found {columns}")
-            return [{(key or "").strip(): (value or "").strip() for key, value in row.items()}
-                    for row in reader]
+                raise DatasetError(f"{printable_path(path)}: missing column(s) {missing}; found {columns}")
+            return [{(key or "").strip(): (value or "").strip() for key, value in row.items()} for row in reader]
     except (UnicodeDecodeError, csv.Error) as error:
         raise DatasetError(f"{printable_path(path)}: not a readable CSV file ({error})") from error
 
@@ -172,8 +174,7 @@ def parse_float(text: str, source: Path, column: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise DatasetError(f"{printable_path(source)}: column {column!r} holds {text!r}, "
-                           "not a number") from None
+        raise DatasetError(f"{printable_path(source)}: column {column!r} holds {text!r}, not a number") from None
 
 
 def parse_bool(text: str, source: Path, column: str) -> bool:
@@ -194,5 +195,6 @@ def find_subfolder(root: Path, candidates: Sequence[str], chosen: str | None, wh
     for name in candidates:
         if (root / name).is_dir():
             return root / name
-    raise DatasetError(f"{printable_path(root)}: no {what} folder (looked for {list(candidates)}; "
-                       f"name it with --{what}-folder)")
+    raise DatasetError(
+        f"{printable_path(root)}: no {what} folder (looked for {list(candidates)}; name it with --{what}-folder)"
+    )

@@ -11,6 +11,7 @@ Image order: `qImage`/`dbImage` string arrays in the .npz, else `query_images.tx
 `database_images.txt` beside the ground-truth file (one path per line, relative to the query or
 database folder), else the sorted file names of each folder.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -53,8 +54,9 @@ def find_ground_truth(root: Path, chosen: str | None) -> Path:
     preferred = [p for p in candidates if p.stem.startswith(("ground_truth", "gt"))]
     if len(candidates) == 1 or len(preferred) == 1:
         return (preferred or candidates)[0]
-    raise DatasetError(f"{printable_path(root)}: name the ground-truth file with --ground-truth "
-                       f"(found {[p.name for p in candidates]})")
+    raise DatasetError(
+        f"{printable_path(root)}: name the ground-truth file with --ground-truth (found {[p.name for p in candidates]})"
+    )
 
 
 def has_gt_list_layout(root: Path) -> bool:
@@ -67,7 +69,8 @@ def _pickle_refusal(path: Path) -> DatasetError:
         f"{printable_path(path)}: ground truth is a NumPy object array, which loads only by unpickling "
         "(it can run code). If you trust the file pass allow_pickle=True (--allow-pickle), or convert "
         "it once to a safe .npz: python -m structvpr.data.layouts.convert_gt "
-        f"{path} {path.with_suffix('.npz')}")
+        f"{path} {path.with_suffix('.npz')}"
+    )
 
 
 def load_ground_truth_npy(path: Path, allow_pickle: bool) -> np.ndarray:
@@ -94,15 +97,19 @@ def positives_from_array(array: np.ndarray, num_queries: int, source: Path) -> l
             raise DatasetError(f"{printable_path(source)}: {array.shape[0]} rows for {num_queries} queries")
         return [np.flatnonzero(row).astype(np.int64) for row in array]
     if array.dtype != object:
-        raise DatasetError(f"{printable_path(source)}: expected [query_index, [positives]] rows or a "
-                           f"bool [queries, database] matrix, got {array.dtype} {array.shape}")
+        raise DatasetError(
+            f"{printable_path(source)}: expected [query_index, [positives]] rows or a "
+            f"bool [queries, database] matrix, got {array.dtype} {array.shape}"
+        )
     positives: list[np.ndarray | None] = [None] * num_queries
     paired = array.ndim == 2 and array.shape[1] == 2
     for row_index, row in enumerate(array):
         query_index, row_positives = (int(row[0]), row[1]) if paired else (row_index, row)
         if not 0 <= query_index < num_queries:
-            raise DatasetError(f"{printable_path(source)}: row {row_index} names query {query_index}, "
-                               f"but there are {num_queries} queries")
+            raise DatasetError(
+                f"{printable_path(source)}: row {row_index} names query {query_index}, "
+                f"but there are {num_queries} queries"
+            )
         if positives[query_index] is not None:
             raise DatasetError(f"{printable_path(source)}: query {query_index} appears twice")
         positives[query_index] = np.asarray(row_positives, dtype=np.int64).ravel()
@@ -130,7 +137,7 @@ class _GroundTruthFile:
     """What a ground-truth file holds: explicit positives or coordinates, maybe image names."""
 
     path: Path
-    rows: np.ndarray | None = None            # .npy: VPR-Bench rows or bool matrix
+    rows: np.ndarray | None = None  # .npy: VPR-Bench rows or bool matrix
     csr: tuple[np.ndarray, np.ndarray] | None = None  # .npz: (indptr, indices)
     utm_query: np.ndarray | None = None
     utm_database: np.ndarray | None = None
@@ -145,16 +152,19 @@ class _GroundTruthFile:
         elif self.csr is not None:
             indptr, indices = self.csr
             if len(indptr) != num_queries + 1:
-                raise DatasetError(f"{printable_path(self.path)}: positives_indptr has {len(indptr)} "
-                                   f"entries for {num_queries} queries (expected queries + 1)")
-            positives = [np.asarray(indices[indptr[i]:indptr[i + 1]], dtype=np.int64)
-                         for i in range(num_queries)]
+                raise DatasetError(
+                    f"{printable_path(self.path)}: positives_indptr has {len(indptr)} "
+                    f"entries for {num_queries} queries (expected queries + 1)"
+                )
+            positives = [np.asarray(indices[indptr[i] : indptr[i + 1]], dtype=np.int64) for i in range(num_queries)]
         else:
             return None
         for query_index, row in enumerate(positives):
             if row.size and (row.min() < 0 or row.max() >= num_database):
-                raise DatasetError(f"{printable_path(self.path)}: query {query_index} lists database index "
-                                   f"{int(row.max())}, but there are {num_database} database images")
+                raise DatasetError(
+                    f"{printable_path(self.path)}: query {query_index} lists database index "
+                    f"{int(row.max())}, but there are {num_database} database images"
+                )
         return positives
 
 
@@ -177,8 +187,10 @@ def _read_ground_truth_file(path: Path, allow_pickle: bool) -> _GroundTruthFile:
     elif "positives_indptr" in arrays and "positives_indices" in arrays:
         found.csr = (arrays["positives_indptr"], arrays["positives_indices"])
     else:
-        raise DatasetError(f"{printable_path(path)}: expected arrays utmQ + utmDb (+ posDistThr) "
-                           f"or positives_indptr + positives_indices, found {sorted(arrays)}")
+        raise DatasetError(
+            f"{printable_path(path)}: expected arrays utmQ + utmDb (+ posDistThr) "
+            f"or positives_indptr + positives_indices, found {sorted(arrays)}"
+        )
     return found
 
 
@@ -196,12 +208,17 @@ def read_gt_list(root: Path, split: str | None, options: ReadOptions) -> PlaceDa
     threshold = options.threshold_m or ground_truth_file.threshold_m or DEFAULT_THRESHOLD_M
     try:
         return PlaceDataset(
-            name=options.name or root.name, split=split or f"{query_folder.name}->{database_folder.name}",
-            root=root, database_paths=database_paths, query_paths=query_paths,
-            database_coords=ground_truth_file.utm_database, query_coords=ground_truth_file.utm_query,
+            name=options.name or root.name,
+            split=split or f"{query_folder.name}->{database_folder.name}",
+            root=root,
+            database_paths=database_paths,
+            query_paths=query_paths,
+            database_coords=ground_truth_file.utm_database,
+            query_coords=ground_truth_file.utm_query,
             threshold_m=float(threshold),
             ground_truth=ground_truth_file.positives(len(query_paths), len(database_paths)),
-            extra={"layout": "gt_list", "ground_truth_file": str(gt_path)})
+            extra={"layout": "gt_list", "ground_truth_file": str(gt_path)},
+        )
     except DatasetError as error:  # PlaceDataset's count checks: name the ground-truth file too
         raise DatasetError(f"{printable_path(gt_path)}: {error}") from None
 
@@ -221,7 +238,7 @@ def convert_ground_truth_npy(npy_path: str | Path, npz_path: str | Path) -> int:
         num_queries = len(array)
     positives = positives_from_array(array, num_queries, npy_path)
     indptr = np.concatenate([[0], np.cumsum([len(row) for row in positives])]).astype(np.int64)
-    indices = np.concatenate(positives + [np.zeros(0, np.int64)]).astype(np.int64)
+    indices = np.concatenate([*positives, np.zeros(0, np.int64)]).astype(np.int64)
     with atomic_write(npz_path, "wb") as handle:
         np.savez(handle, positives_indptr=indptr, positives_indices=indices)
     return num_queries

@@ -12,6 +12,7 @@ Splits (the name says which queries are used):
 Coordinates come from `postprocessed.csv` (easting, northing). Cities use different UTM zones,
 so each city's easting is shifted by city_index x 1e7 m: positives never cross cities.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,9 +33,30 @@ from structvpr.data.layouts._common import (
 from structvpr.data.place_dataset import DatasetError, PlaceDataset
 
 DEFAULT_CITIES = {
-    "train": ("trondheim", "london", "boston", "melbourne", "amsterdam", "helsinki", "tokyo",
-              "toronto", "saopaulo", "moscow", "zurich", "paris", "bangkok", "budapest", "austin",
-              "berlin", "ottawa", "phoenix", "goa", "amman", "nairobi", "manila"),
+    "train": (
+        "trondheim",
+        "london",
+        "boston",
+        "melbourne",
+        "amsterdam",
+        "helsinki",
+        "tokyo",
+        "toronto",
+        "saopaulo",
+        "moscow",
+        "zurich",
+        "paris",
+        "bangkok",
+        "budapest",
+        "austin",
+        "berlin",
+        "ottawa",
+        "phoenix",
+        "goa",
+        "amman",
+        "nairobi",
+        "manila",
+    ),
     "val": ("cph", "sf"),
     "test": ("miami", "athens", "buenosaires", "stockholm", "bengaluru", "kampala"),
 }
@@ -61,8 +83,7 @@ def resolve_split(split: str | None, msls_queries: str | None) -> str:
         return QUERY_CHOICE_TO_SPLIT[msls_queries or "official"]
     if split not in SPLITS:
         raise DatasetError(f"unknown MSLS split {split!r}; choose one of {SPLITS}")
-    if msls_queries is not None and split.startswith("val") and \
-            QUERY_CHOICE_TO_SPLIT[msls_queries] != split:
+    if msls_queries is not None and split.startswith("val") and QUERY_CHOICE_TO_SPLIT[msls_queries] != split:
         raise ValueError(f"split {split!r} contradicts msls_queries={msls_queries!r}")
     return split
 
@@ -73,16 +94,19 @@ def _keys_with_flag(path: Path, column: str) -> set[str]:
     return {row["key"] for row in rows if parse_bool(row[column], path, column)}
 
 
-def _read_side(root: Path, side_folder: Path, subtask_filter: bool,
-               labelled: bool) -> tuple[list[Path], np.ndarray | None]:
+def _read_side(
+    root: Path, side_folder: Path, subtask_filter: bool, labelled: bool
+) -> tuple[list[Path], np.ndarray | None]:
     """Images and UTM coordinates of one city's query or database folder, in postprocessed order."""
     images = require_folder(side_folder / "images", "images")
     if not labelled:
         subtask_csv = side_folder / "subtask_index.csv"
-        keys = [row["key"] for row in read_csv_rows(subtask_csv, ["key", "all"])
-                if parse_bool(row["all"], subtask_csv, "all")]
-        paths = [path_inside(root, str((images / f"{key}.jpg").relative_to(root)), subtask_csv)
-                 for key in keys]
+        keys = [
+            row["key"]
+            for row in read_csv_rows(subtask_csv, ["key", "all"])
+            if parse_bool(row["all"], subtask_csv, "all")
+        ]
+        paths = [path_inside(root, str((images / f"{key}.jpg").relative_to(root)), subtask_csv) for key in keys]
         return paths, None
     post_csv, raw_csv = side_folder / "postprocessed.csv", side_folder / "raw.csv"
     post_rows = read_csv_rows(post_csv, ["key", "easting", "northing"])
@@ -96,13 +120,13 @@ def _read_side(root: Path, side_folder: Path, subtask_filter: bool,
             raise DatasetError(f"{printable_path(post_csv)}: duplicate key {key!r}")
         seen.add(key)
         if key not in pano:
-            raise DatasetError(f"{printable_path(raw_csv)}: no row for key {key!r} of "
-                               f"{printable_path(post_csv)}")
+            raise DatasetError(f"{printable_path(raw_csv)}: no row for key {key!r} of {printable_path(post_csv)}")
         if pano[key] or (wanted is not None and key not in wanted):
             continue
         paths.append(path_inside(root, str((images / f"{key}.jpg").relative_to(root)), post_csv))
-        coords.append((parse_float(row["easting"], post_csv, "easting"),
-                       parse_float(row["northing"], post_csv, "northing")))
+        coords.append(
+            (parse_float(row["easting"], post_csv, "easting"), parse_float(row["northing"], post_csv, "northing"))
+        )
     require_existing(paths, post_csv)
     return paths, np.asarray(coords, dtype=np.float64).reshape(-1, 2)
 
@@ -135,10 +159,18 @@ def read_msls(root: Path, split: str | None, options: ReadOptions) -> PlaceDatas
     require_nonempty(database_paths, "database", top)
     require_nonempty(query_paths, "query", top)
     return PlaceDataset(
-        name=options.name or "msls", split=split, root=root,
-        database_paths=database_paths, query_paths=query_paths,
+        name=options.name or "msls",
+        split=split,
+        root=root,
+        database_paths=database_paths,
+        query_paths=query_paths,
         database_coords=np.concatenate(database_coords) if labelled else None,
         query_coords=np.concatenate(query_coords) if labelled else None,
         threshold_m=float(options.threshold_m or DEFAULT_THRESHOLD_M),
-        extra={"layout": "msls", "cities": cities, "city_of_query": city_of_query,
-               "city_east_offset_m": CITY_EAST_OFFSET_M})
+        extra={
+            "layout": "msls",
+            "cities": cities,
+            "city_of_query": city_of_query,
+            "city_east_offset_m": CITY_EAST_OFFSET_M,
+        },
+    )

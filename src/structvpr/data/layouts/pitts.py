@@ -5,6 +5,7 @@ numQ, posDistThr, ... Database images are relative to the image root (000/ ... 0
 relative to `<image root>/queries_real/`. The image root is the folder of the .mat or, for the
 NetVLAD arrangement `<root>/datasets/*.mat`, its parent.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,16 +43,14 @@ def find_mat_file(root: Path, split: str | None) -> Path:
         for path in candidates:
             if path.stem == split:
                 return path
-        raise DatasetError(f"{printable_path(root)}: no {split}.mat (found "
-                           f"{[p.name for p in candidates]})")
+        raise DatasetError(f"{printable_path(root)}: no {split}.mat (found {[p.name for p in candidates]})")
     if len(candidates) == 1:
         return candidates[0]
     for preferred in PREFERRED_SPLITS:
         for path in candidates:
             if path.stem == preferred:
                 return path
-    raise DatasetError(f"{printable_path(root)}: choose a split among {[p.stem for p in candidates]} "
-                       "with --split")
+    raise DatasetError(f"{printable_path(root)}: choose a split among {[p.stem for p in candidates]} with --split")
 
 
 def _names(value: object) -> list[str]:
@@ -63,8 +62,7 @@ def _coords(value: object, count: int, mat_path: Path, field: str) -> np.ndarray
     """utmDb/utmQ stored [2, N] (MATLAB convention) or [N, 2] -> float64 [N, 2]."""
     array = np.asarray(value, dtype=np.float64)
     if array.size != 2 * count:
-        raise DatasetError(f"{printable_path(mat_path)}: dbStruct.{field} has {array.size} values "
-                           f"for {count} images")
+        raise DatasetError(f"{printable_path(mat_path)}: dbStruct.{field} has {array.size} values for {count} images")
     if array.ndim == 2 and array.shape[0] == 2 and array.shape[1] == count:
         return array.T.copy()
     return array.reshape(count, 2)
@@ -75,8 +73,10 @@ def read_dbstruct(mat_path: Path) -> dict:
     try:
         content = scipy.io.loadmat(mat_path, simplify_cells=True)
     except (ValueError, TypeError, OSError, NotImplementedError) as error:
-        raise DatasetError(f"{printable_path(mat_path)}: cannot read .mat file ({error}); MATLAB v7.3 "
-                           "files are HDF5 and need converting to v7") from error
+        raise DatasetError(
+            f"{printable_path(mat_path)}: cannot read .mat file ({error}); MATLAB v7.3 "
+            "files are HDF5 and need converting to v7"
+        ) from error
     if "dbStruct" not in content or not isinstance(content["dbStruct"], dict):
         found = [key for key in content if not key.startswith("__")]
         raise DatasetError(f"{printable_path(mat_path)}: no dbStruct struct (variables: {found})")
@@ -107,8 +107,10 @@ def read_pitts(root: Path, split: str | None, options: ReadOptions) -> PlaceData
     require_nonempty(query_names, "query", mat_path)
     for field, names in (("numDb", database_names), ("numQ", query_names)):
         if field in db_struct and int(np.asarray(db_struct[field]).item()) != len(names):
-            raise DatasetError(f"{printable_path(mat_path)}: dbStruct.{field} = "
-                               f"{int(np.asarray(db_struct[field]).item())} but {len(names)} images listed")
+            raise DatasetError(
+                f"{printable_path(mat_path)}: dbStruct.{field} = "
+                f"{int(np.asarray(db_struct[field]).item())} but {len(names)} images listed"
+            )
     image_root = _image_root(mat_path, database_names[0])
     query_root = require_folder(image_root / "queries_real", "queries_real")
     database_paths = [path_inside(image_root, name, mat_path) for name in database_names]
@@ -116,15 +118,18 @@ def read_pitts(root: Path, split: str | None, options: ReadOptions) -> PlaceData
     require_unique(database_paths, mat_path)
     require_unique(query_paths, mat_path)
     require_existing(database_paths + query_paths, mat_path)
-    threshold = options.threshold_m or float(np.asarray(db_struct.get("posDistThr",
-                                                                      DEFAULT_THRESHOLD_M)).item())
+    threshold = options.threshold_m or float(np.asarray(db_struct.get("posDistThr", DEFAULT_THRESHOLD_M)).item())
     stem = mat_path.stem
     name = options.name or (stem.split("_")[0] if "_" in stem else image_root.name)
     which = str(db_struct.get("whichSet", "")).strip()
     return PlaceDataset(
-        name=name, split=stem if which == "" else f"{stem.split('_')[0]}-{which}", root=image_root,
-        database_paths=database_paths, query_paths=query_paths,
+        name=name,
+        split=stem if which == "" else f"{stem.split('_')[0]}-{which}",
+        root=image_root,
+        database_paths=database_paths,
+        query_paths=query_paths,
         database_coords=_coords(db_struct["utmDb"], len(database_paths), mat_path, "utmDb"),
         query_coords=_coords(db_struct["utmQ"], len(query_paths), mat_path, "utmQ"),
         threshold_m=float(threshold),
-        extra={"layout": "pitts", "mat_file": str(mat_path)})
+        extra={"layout": "pitts", "mat_file": str(mat_path)},
+    )

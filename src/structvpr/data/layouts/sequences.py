@@ -6,6 +6,7 @@ the database frames within +/- T frames. Coordinates are pseudo-UTM: east = 0,
 north = frame x 25 / 10.5 m, and the threshold is (T + 0.5) frame spacings, so that distance
 positives are exactly the frames within +/- T.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,8 +31,13 @@ DATABASE_PREFERENCE = ("database", "db", "reference", "ref", "summer", "day", "f
 
 
 def _image_folders(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.endswith("_labels")
-                  and any(c.suffix.lower() in IMAGE_SUFFIXES for c in p.iterdir()))
+    return sorted(
+        p
+        for p in root.iterdir()
+        if p.is_dir()
+        and not p.name.endswith("_labels")
+        and any(c.suffix.lower() in IMAGE_SUFFIXES for c in p.iterdir())
+    )
 
 
 def has_sequence_layout(root: Path) -> bool:
@@ -51,12 +57,16 @@ def frame_threshold_m(frame_tolerance: int) -> float:
 
 def _choose_folders(root: Path, options: ReadOptions) -> tuple[Path, Path]:
     if options.database_folder and options.query_folder:
-        return (require_folder(root / options.database_folder, "database"),
-                require_folder(root / options.query_folder, "query"))
+        return (
+            require_folder(root / options.database_folder, "database"),
+            require_folder(root / options.query_folder, "query"),
+        )
     folders = _image_folders(root)
     if len(folders) != 2:
-        raise DatasetError(f"{printable_path(root)}: a sequence dataset needs two image folders, found "
-                           f"{[f.name for f in folders]} (name them with --database-folder/--query-folder)")
+        raise DatasetError(
+            f"{printable_path(root)}: a sequence dataset needs two image folders, found "
+            f"{[f.name for f in folders]} (name them with --database-folder/--query-folder)"
+        )
     by_name = {folder.name: folder for folder in folders}
     if options.database_folder or options.query_folder:
         chosen = options.database_folder or options.query_folder
@@ -82,14 +92,16 @@ def read_sequence(root: Path, split: str | None, options: ReadOptions) -> PlaceD
     frame_of_name = {path.name: frame for frame, path in enumerate(database_paths)}
     missing = [path for path in query_paths if path.name not in frame_of_name]
     if missing:
-        raise DatasetError(f"{printable_path(missing[0])}: no database frame with this file name in "
-                           f"{printable_path(database_folder)} ({len(missing)} query names unmatched)")
+        raise DatasetError(
+            f"{printable_path(missing[0])}: no database frame with this file name in "
+            f"{printable_path(database_folder)} ({len(missing)} query names unmatched)"
+        )
     database_frames = np.arange(len(database_paths), dtype=np.float64)
     query_frames = np.array([frame_of_name[path.name] for path in query_paths], dtype=np.float64)
     if options.frame_tolerance is not None:
         tolerance = int(options.frame_tolerance)
     elif options.threshold_m is not None:
-        tolerance = int(math.floor(options.threshold_m / FRAME_SPACING_M))
+        tolerance = math.floor(options.threshold_m / FRAME_SPACING_M)
     else:
         tolerance = DEFAULT_FRAME_TOLERANCE
 
@@ -97,8 +109,13 @@ def read_sequence(root: Path, split: str | None, options: ReadOptions) -> PlaceD
         return np.stack([np.zeros_like(frames), frames * FRAME_SPACING_M], axis=1)
 
     return PlaceDataset(
-        name=options.name or root.name, split=split or f"{query_folder.name}->{database_folder.name}",
-        root=root, database_paths=database_paths, query_paths=query_paths,
-        database_coords=pseudo_utm(database_frames), query_coords=pseudo_utm(query_frames),
+        name=options.name or root.name,
+        split=split or f"{query_folder.name}->{database_folder.name}",
+        root=root,
+        database_paths=database_paths,
+        query_paths=query_paths,
+        database_coords=pseudo_utm(database_frames),
+        query_coords=pseudo_utm(query_frames),
         threshold_m=frame_threshold_m(tolerance),
-        extra={"layout": "sequence", "frame_tolerance": tolerance})
+        extra={"layout": "sequence", "frame_tolerance": tolerance},
+    )

@@ -4,6 +4,7 @@ File names carry UTM coordinates: `name.split("@")[1:3]` are easting and northin
 A `<folder>_images_paths.txt` beside a folder lists its images (paths relative to the folder)
 so that huge folders need not be listed.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -54,16 +55,16 @@ def find_split_folder(root: Path, split: str | None) -> tuple[Path, str]:
     if split is not None:
         folder = images / split
         if not folder.is_dir():
-            available = sorted(p.name for p in images.iterdir() if (p / "database").is_dir()) \
-                if images.is_dir() else []
-            raise DatasetError(f"{printable_path(folder)}: split {split!r} does not exist "
-                               f"(available: {available})")
+            available = sorted(p.name for p in images.iterdir() if (p / "database").is_dir()) if images.is_dir() else []
+            raise DatasetError(f"{printable_path(folder)}: split {split!r} does not exist (available: {available})")
         return folder, split
     for name in SPLIT_PREFERENCE:
         if (images / name / "database").is_dir():
             return images / name, name
-    raise DatasetError(f"{printable_path(root)}: no images/<split>/database folder "
-                       "(expected the UTM layout <root>/images/{train,val,test}/{database,queries})")
+    raise DatasetError(
+        f"{printable_path(root)}: no images/<split>/database folder "
+        "(expected the UTM layout <root>/images/{train,val,test}/{database,queries})"
+    )
 
 
 def has_utm_layout(root: Path) -> bool:
@@ -86,16 +87,18 @@ def read_folder_paths(folder: Path, dataset_root: Path) -> tuple[list[Path], Pat
     listing = folder.with_name(folder.name + "_images_paths.txt")
     if listing.is_file():
         lines = listing.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
-        paths = [path_inside(dataset_root, str(Path(folder.relative_to(dataset_root)) / line), listing)
-                 for line in lines if line.strip()]
+        paths = [
+            path_inside(dataset_root, str(Path(folder.relative_to(dataset_root)) / line), listing)
+            for line in lines
+            if line.strip()
+        ]
         require_unique(paths, listing)
         require_existing(paths, listing)
         return paths, listing
     return list_images(folder, folder.name), folder
 
 
-def _coords_of(paths: list[Path], on_bad_name: str, skips: SkipLog,
-               source: Path) -> tuple[list[Path], np.ndarray]:
+def _coords_of(paths: list[Path], on_bad_name: str, skips: SkipLog, source: Path) -> tuple[list[Path], np.ndarray]:
     """Keep the paths whose names hold UTM coordinates; refuse or skip (counted) the others."""
     kept, coords = [], []
     for path in filter_bad_names(paths, on_bad_name, skips):
@@ -104,8 +107,10 @@ def _coords_of(paths: list[Path], on_bad_name: str, skips: SkipLog,
             if on_bad_name == "skip":
                 skips.add("bad_name", path)
                 continue
-            raise DatasetError(f"{printable_path(path)}: file name has no '@east@north@' UTM fields "
-                               f"(in {printable_path(source)}; pass on_bad_name='skip' to leave it out)")
+            raise DatasetError(
+                f"{printable_path(path)}: file name has no '@east@north@' UTM fields "
+                f"(in {printable_path(source)}; pass on_bad_name='skip' to leave it out)"
+            )
         kept.append(path)
         coords.append(utm)
     return kept, np.asarray(coords, dtype=np.float64).reshape(-1, 2)
@@ -128,15 +133,19 @@ def read_utm(root: Path, split: str | None, options: ReadOptions) -> PlaceDatase
     skips = SkipLog()
     database_paths, database_source = read_folder_paths(database_folder, root)
     query_paths, query_source = read_folder_paths(query_folder, root)
-    database_paths, database_coords = _coords_of(database_paths, options.on_bad_name, skips,
-                                                 database_source)
+    database_paths, database_coords = _coords_of(database_paths, options.on_bad_name, skips, database_source)
     query_paths, query_coords = _coords_of(query_paths, options.on_bad_name, skips, query_source)
     require_nonempty(database_paths, "database", database_source)
     require_nonempty(query_paths, "query", query_source)
     name = options.name or _dataset_name(root, split_folder)
     return PlaceDataset(
-        name=name, split=split_name, root=root,
-        database_paths=database_paths, query_paths=query_paths,
-        database_coords=database_coords, query_coords=query_coords,
+        name=name,
+        split=split_name,
+        root=root,
+        database_paths=database_paths,
+        query_paths=query_paths,
+        database_coords=database_coords,
+        query_coords=query_coords,
         threshold_m=float(options.threshold_m or DEFAULT_THRESHOLD_M),
-        extra={"layout": "utm", **skips.as_extra()})
+        extra={"layout": "utm", **skips.as_extra()},
+    )

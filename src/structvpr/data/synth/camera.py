@@ -3,6 +3,7 @@
 Pitch is modelled as a vertical shift of the principal point (a shift lens), which keeps every
 image column a vertical plane: that is what lets the ray caster work column by column.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,7 +58,7 @@ class Camera:
         A point at parameter t along column c lies at camera depth t (distance along the axis).
         """
         cx, _ = self.principal_point
-        offsets = (np.arange(self.image_size[1]) - cx) / self.focal   # + to the right
+        offsets = (np.arange(self.image_size[1]) - cx) / self.focal  # + to the right
         fx, fy = math.cos(self.yaw), math.sin(self.yaw)
         return fx + offsets * fy, fy - offsets * fx
 
@@ -65,8 +66,13 @@ class Camera:
 DEFAULT_JITTER = PoseJitter()
 
 
-def camera_for_visit(place: Place, rng: np.random.Generator, image_size: tuple[int, int],
-                     jitter: PoseJitter = DEFAULT_JITTER, hfov_deg: float = 80.0) -> Camera:
+def camera_for_visit(
+    place: Place,
+    rng: np.random.Generator,
+    image_size: tuple[int, int],
+    jitter: PoseJitter = DEFAULT_JITTER,
+    hfov_deg: float = 80.0,
+) -> Camera:
     """The camera of one visit to `place`, perturbed by `jitter` (uniform in each half-range)."""
     along = rng.uniform(-jitter.along_m, jitter.along_m)
     lateral = rng.uniform(-jitter.lateral_m, jitter.lateral_m)

@@ -1,4 +1,5 @@
 """Cars and people: dynamic objects drawn anew for every visit, so they differ between traversals."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,10 +10,29 @@ from structvpr.data.synth.primitives import Material, PrimitiveBuilder, Primitiv
 from structvpr.data.synth.world import ROAD_HALF_WIDTH_M, SIDEWALK_WIDTH_M, Town
 
 DYNAMIC_KEY_OFFSET = 1 << 40  # keeps texture keys of dynamic objects apart from static ones
-CAR_COLOURS = np.array([[0.9, 0.9, 0.9], [0.05, 0.05, 0.06], [0.6, 0.62, 0.65], [0.6, 0.08, 0.06],
-                        [0.1, 0.2, 0.5], [0.35, 0.36, 0.37], [0.12, 0.3, 0.18], [0.8, 0.65, 0.2]])
-CLOTH_COLOURS = np.array([[0.1, 0.1, 0.12], [0.2, 0.25, 0.45], [0.55, 0.1, 0.1], [0.7, 0.7, 0.65],
-                          [0.3, 0.35, 0.2], [0.85, 0.6, 0.2], [0.4, 0.3, 0.25]])
+CAR_COLOURS = np.array(
+    [
+        [0.9, 0.9, 0.9],
+        [0.05, 0.05, 0.06],
+        [0.6, 0.62, 0.65],
+        [0.6, 0.08, 0.06],
+        [0.1, 0.2, 0.5],
+        [0.35, 0.36, 0.37],
+        [0.12, 0.3, 0.18],
+        [0.8, 0.65, 0.2],
+    ]
+)
+CLOTH_COLOURS = np.array(
+    [
+        [0.1, 0.1, 0.12],
+        [0.2, 0.25, 0.45],
+        [0.55, 0.1, 0.1],
+        [0.7, 0.7, 0.65],
+        [0.3, 0.35, 0.2],
+        [0.85, 0.6, 0.2],
+        [0.4, 0.3, 0.25],
+    ]
+)
 _LANES_M = np.array([-4.0, -1.75, 1.75, 4.0])  # parked, driving, driving, parked
 
 
@@ -22,9 +42,14 @@ def _nearby_streets(town: Town, camera: Camera, radius: float):
     return streets + [(1, x) for x in town.streets_x if abs(x - camera.x) < radius]
 
 
-def dynamic_objects(town: Town, camera: Camera, rng: np.random.Generator,
-                    cars_per_100m: float = 3.0, people: float = 6.0,
-                    radius_m: float = 70.0) -> Primitives:
+def dynamic_objects(
+    town: Town,
+    camera: Camera,
+    rng: np.random.Generator,
+    cars_per_100m: float = 3.0,
+    people: float = 6.0,
+    radius_m: float = 70.0,
+) -> Primitives:
     """Cars on the nearby roads and people on the nearby sidewalks for one visit."""
     builder = PrimitiveBuilder(key_offset=DYNAMIC_KEY_OFFSET + int(rng.integers(1 << 30)))
     streets = _nearby_streets(town, camera, radius_m)
@@ -55,27 +80,45 @@ def dynamic_objects(town: Town, camera: Camera, rng: np.random.Generator,
     return builder.build()
 
 
-def _car(b: PrimitiveBuilder, rng, x: float, y: float, axis: int, length: float,
-         facing: float) -> None:
+def _car(b: PrimitiveBuilder, rng, x: float, y: float, axis: int, length: float, facing: float) -> None:
     width = rng.uniform(1.7, 1.95)
     body_top = rng.uniform(0.85, 1.05)
     roof = body_top + rng.uniform(0.45, 0.65)
-    colour = tuple(float(v) for v in np.clip(CAR_COLOURS[rng.integers(len(CAR_COLOURS))]
-                                             + rng.uniform(-0.04, 0.04, 3), 0, 1))
+    colour = tuple(
+        float(v) for v in np.clip(CAR_COLOURS[rng.integers(len(CAR_COLOURS))] + rng.uniform(-0.04, 0.04, 3), 0, 1)
+    )
     half_l, half_w = length / 2, width / 2
     cab_l, cab_w = length * rng.uniform(0.25, 0.33), half_w * 0.9
     shift = -facing * length * 0.06
     params = (float(axis), facing, body_top)
     if axis == 0:
-        b.box(x - half_l, y - half_w, x + half_l, y + half_w, 0.1, body_top, C.CAR,
-              Material.CAR_BODY, colour, params)
-        b.box(x + shift - cab_l, y - cab_w, x + shift + cab_l, y + cab_w, body_top, roof, C.CAR,
-              Material.CAR_CABIN, colour, params)
+        b.box(x - half_l, y - half_w, x + half_l, y + half_w, 0.1, body_top, C.CAR, Material.CAR_BODY, colour, params)
+        b.box(
+            x + shift - cab_l,
+            y - cab_w,
+            x + shift + cab_l,
+            y + cab_w,
+            body_top,
+            roof,
+            C.CAR,
+            Material.CAR_CABIN,
+            colour,
+            params,
+        )
     else:
-        b.box(x - half_w, y - half_l, x + half_w, y + half_l, 0.1, body_top, C.CAR,
-              Material.CAR_BODY, colour, params)
-        b.box(x - cab_w, y + shift - cab_l, x + cab_w, y + shift + cab_l, body_top, roof, C.CAR,
-              Material.CAR_CABIN, colour, params)
+        b.box(x - half_w, y - half_l, x + half_w, y + half_l, 0.1, body_top, C.CAR, Material.CAR_BODY, colour, params)
+        b.box(
+            x - cab_w,
+            y + shift - cab_l,
+            x + cab_w,
+            y + shift + cab_l,
+            body_top,
+            roof,
+            C.CAR,
+            Material.CAR_CABIN,
+            colour,
+            params,
+        )
 
 
 def _person(b: PrimitiveBuilder, rng, x: float, y: float) -> None:

@@ -3,6 +3,7 @@
 `object_colours` returns albedo and emitted light for every pixel that shows a primitive;
 the lighting model in `render.py` combines them with the condition.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,16 +13,22 @@ from structvpr.data.synth.primitives import Material, Primitives
 from structvpr.data.synth.raycast import FACE_HORIZONTAL, FACE_X
 from structvpr.data.synth.textures import hash01, value_noise
 
-GLASS = np.array([[0.14, 0.18, 0.25], [0.28, 0.32, 0.36], [0.08, 0.08, 0.09], [0.30, 0.40, 0.48]],
-                 dtype=np.float32)
+GLASS = np.array([[0.14, 0.18, 0.25], [0.28, 0.32, 0.36], [0.08, 0.08, 0.09], [0.30, 0.40, 0.48]], dtype=np.float32)
 WARM_LIGHT = np.array([1.0, 0.82, 0.5], dtype=np.float32)
 SNOW = np.array([0.93, 0.94, 0.97], dtype=np.float32)
 SIGNAL_COLOURS = np.array([[1.0, 0.1, 0.05], [1.0, 0.65, 0.0], [0.1, 1.0, 0.35]], dtype=np.float32)
 
 
-def object_colours(prims: Primitives, m: np.ndarray, face: np.ndarray, u: np.ndarray,
-                   z: np.ndarray, sky: np.ndarray, camera_xy: tuple[float, float],
-                   condition: Condition) -> tuple[np.ndarray, np.ndarray]:
+def object_colours(
+    prims: Primitives,
+    m: np.ndarray,
+    face: np.ndarray,
+    u: np.ndarray,
+    z: np.ndarray,
+    sky: np.ndarray,
+    camera_xy: tuple[float, float],
+    condition: Condition,
+) -> tuple[np.ndarray, np.ndarray]:
     """Albedo and emission, float32 [N, 3] each, for N pixels showing primitives `m` [N].
 
     face/u/z are the per-pixel `Hits` fields; sky [N, 3] is the sky colour behind each pixel
@@ -34,8 +41,7 @@ def object_colours(prims: Primitives, m: np.ndarray, face: np.ndarray, u: np.nda
     top = face == FACE_HORIZONTAL
     for kind in np.unique(material):
         sel = np.nonzero(material == kind)[0]
-        args = (albedo, emission, sel, g[sel], p[sel], key[sel], face[sel], u[sel], z[sel],
-                sky[sel], condition)
+        args = (albedo, emission, sel, g[sel], p[sel], key[sel], face[sel], u[sel], z[sel], sky[sel], condition)
         if kind == Material.FACADE:
             _facade(*args)
         elif kind == Material.FOLIAGE:
@@ -70,13 +76,19 @@ def _facade(albedo, emission, sel, g, p, key, face, u, z, sky, condition) -> Non
     in_storey = z - storey * floor_h
     sill = (floor_h - win_h) * 0.55
     vertical = face != FACE_HORIZONTAL
-    window = (vertical & (np.abs(frac) < win_w / 2) & (in_storey > sill) & (in_storey < sill + win_h)
-              & (storey >= 1) & (z < g[:, 5] - 0.6))
+    window = (
+        vertical
+        & (np.abs(frac) < win_w / 2)
+        & (in_storey > sill)
+        & (in_storey < sill + win_h)
+        & (storey >= 1)
+        & (z < g[:, 5] - 0.6)
+    )
     shopfront = vertical & (shop > 0.5) & (z > 0.35) & (z < 2.7) & (np.abs(frac) < spacing * 0.42)
     door = vertical & (shop < 0.5) & (column % 5 == 2) & (np.abs(frac) < 0.6) & (z < 2.2)
     base = albedo[sel] * (0.92 + 0.16 * value_noise(rel, z, 2.0, key))[:, None]
-    base[z > g[:, 5] - 0.45] *= 0.75                       # cornice
-    base[~vertical] = (0.42, 0.41, 0.40)                   # roof
+    base[z > g[:, 5] - 0.45] *= 0.75  # cornice
+    base[~vertical] = (0.42, 0.41, 0.40)  # roof
     glass = GLASS[tint.astype(int)] + 0.35 * sky
     glassy = window | shopfront
     base[glassy] = glass[glassy]
@@ -84,8 +96,7 @@ def _facade(albedo, emission, sel, g, p, key, face, u, z, sky, condition) -> Non
     albedo[sel] = base
     if condition.lit_windows > 0:
         chance = hash01(column * 7 + storey * 131, face, key)
-        lit = glassy & (chance < np.where(shopfront, 2.0 * condition.lit_windows,
-                                          condition.lit_windows))
+        lit = glassy & (chance < np.where(shopfront, 2.0 * condition.lit_windows, condition.lit_windows))
         strength = 0.6 + 0.6 * hash01(column, storey, key + 7)
         emission[sel[lit]] = WARM_LIGHT * strength[lit, None]
 
@@ -112,12 +123,15 @@ def _car(albedo, emission, sel, g, p, key, face, u, z, sky, condition, camera_xy
     if cabin:
         colour = np.where(vertical[:, None], 0.12 + 0.3 * sky, colour)
     else:
-        colour = np.where(((z < 0.45) & vertical)[:, None], 0.06, colour)   # wheels, bumper
+        colour = np.where(((z < 0.45) & vertical)[:, None], 0.06, colour)  # wheels, bumper
         end_face = vertical & ((face == FACE_X) == (axis < 0.5))
         centre = np.where(face == FACE_X, (g[:, 1] + g[:, 3]) / 2, (g[:, 0] + g[:, 2]) / 2)
         half_w = np.where(face == FACE_X, g[:, 3] - g[:, 1], g[:, 2] - g[:, 0]) / 2
-        lamp = end_face & (np.abs(np.abs(u - centre) - half_w * 0.7) < half_w * 0.18) & (
-            np.abs(z - (body_top - 0.22)) < 0.09)
+        lamp = (
+            end_face
+            & (np.abs(np.abs(u - centre) - half_w * 0.7) < half_w * 0.18)
+            & (np.abs(z - (body_top - 0.22)) < 0.09)
+        )
         car_centre = np.where(axis < 0.5, (g[:, 0] + g[:, 2]) / 2, (g[:, 1] + g[:, 3]) / 2)
         cam = np.where(axis < 0.5, camera_xy[0], camera_xy[1])
         sees_front = (facing > 0) == (cam > car_centre)
@@ -130,7 +144,7 @@ def _car(albedo, emission, sel, g, p, key, face, u, z, sky, condition, camera_xy
 
 def _signal(albedo, emission, sel, g, p, key, face, u, z, sky, condition) -> None:
     centre = np.where(face == FACE_X, (g[:, 1] + g[:, 3]) / 2, (g[:, 0] + g[:, 2]) / 2)
-    slot = np.clip(np.round((p[:, 0] + 0.3 - z) / 0.3), 0, 2)     # 0 top (red) .. 2 bottom
+    slot = np.clip(np.round((p[:, 0] + 0.3 - z) / 0.3), 0, 2)  # 0 top (red) .. 2 bottom
     dist = np.hypot(u - centre, z - (p[:, 0] + 0.3 - slot * 0.3))
     lens = (dist < 0.11) & (face != FACE_HORIZONTAL)
     active = slot == p[:, 1]

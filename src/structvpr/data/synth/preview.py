@@ -1,4 +1,5 @@
 """Contact sheet: the same places under several conditions, RGB above coloured labels."""
+
 from __future__ import annotations
 
 import io
@@ -14,9 +15,13 @@ from structvpr.data.synth.world import build_town
 from structvpr.io_utils import atomic_write_bytes
 
 
-def render_preview(out_path: str | Path, seed: int = 0, num_places: int = 2,
-                   conditions: tuple[str, ...] = tuple(CONDITIONS),
-                   image_size: tuple[int, int] = (150, 200)) -> Path:
+def render_preview(
+    out_path: str | Path,
+    seed: int = 0,
+    num_places: int = 2,
+    conditions: tuple[str, ...] = tuple(CONDITIONS),
+    image_size: tuple[int, int] = (150, 200),
+) -> Path:
     """Write a PNG contact sheet and return its path.
 
     Columns are conditions; for each of `num_places` places (spread over a 40-place town) one row
@@ -36,8 +41,7 @@ def render_preview(out_path: str | Path, seed: int = 0, num_places: int = 2,
             frame = render_visit(town, Visit(place, "queries", name, col, False), image_size, seed)
             draw.text((col * width + 3, top + 1), f"place {place.place_id} {name}", fill="black")
             sheet.paste(Image.fromarray(frame.rgb), (col * width, top + caption))
-            sheet.paste(Image.fromarray(colourise_labels(frame.labels)),
-                        (col * width, top + caption + height))
+            sheet.paste(Image.fromarray(colourise_labels(frame.labels)), (col * width, top + caption + height))
     buffer = io.BytesIO()
     sheet.save(buffer, "PNG")
     atomic_write_bytes(out_path, buffer.getvalue())

@@ -3,6 +3,7 @@
 Every object is one row of a struct-of-arrays table so that the ray caster can intersect all
 of them at once with numpy. Coordinates are metres: x = east, y = north, z = up (ground z = 0).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,18 +17,18 @@ BOX, CYLINDER, ELLIPSOID = 0, 1, 2
 class Material(IntEnum):
     """How a primitive is textured and lit by `render.shade`."""
 
-    FACADE = 0      # building walls with a window grid
-    PLAIN = 1       # uniform colour with light noise
-    FOLIAGE = 2     # hedges and tree crowns (bare branches in winter)
+    FACADE = 0  # building walls with a window grid
+    PLAIN = 1  # uniform colour with light noise
+    FOLIAGE = 2  # hedges and tree crowns (bare branches in winter)
     TRUNK = 3
-    METAL = 4       # poles
-    LAMP = 5        # street-lamp head (emits at night)
-    SIGNAL = 6      # traffic-light housing with three lamps
-    SIGN = 7        # traffic-sign plate
+    METAL = 4  # poles
+    LAMP = 5  # street-lamp head (emits at night)
+    SIGNAL = 6  # traffic-light housing with three lamps
+    SIGN = 7  # traffic-sign plate
     CAR_BODY = 8
     CAR_CABIN = 9
-    CLOTH = 10      # people
-    FENCE = 11      # vertical bars
+    CLOTH = 10  # people
+    FENCE = 11  # vertical bars
 
 
 @dataclass
@@ -81,24 +82,61 @@ class PrimitiveBuilder:
         self._rows: list[tuple] = []
         self._key_offset = key_offset
 
-    def _add(self, shape: int, geom: tuple, class_id: int, material: Material,
-             colour: tuple[float, float, float], params: tuple = ()) -> None:
+    def _add(
+        self,
+        shape: int,
+        geom: tuple,
+        class_id: int,
+        material: Material,
+        colour: tuple[float, float, float],
+        params: tuple = (),
+    ) -> None:
         padded = tuple(params) + (0.0,) * (6 - len(params))
         self._rows.append((shape, geom, class_id, int(material), colour, padded))
 
-    def box(self, x0: float, y0: float, x1: float, y1: float, z0: float, z1: float,
-            class_id: int, material: Material, colour, params: tuple = ()) -> None:
+    def box(
+        self,
+        x0: float,
+        y0: float,
+        x1: float,
+        y1: float,
+        z0: float,
+        z1: float,
+        class_id: int,
+        material: Material,
+        colour,
+        params: tuple = (),
+    ) -> None:
         """Axis-aligned box [x0, x1] x [y0, y1] x [z0, z1] (metres)."""
-        self._add(BOX, (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1), z0, z1),
-                  class_id, material, colour, params)
+        self._add(BOX, (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1), z0, z1), class_id, material, colour, params)
 
-    def cylinder(self, cx: float, cy: float, radius: float, z0: float, z1: float,
-                 class_id: int, material: Material, colour, params: tuple = ()) -> None:
+    def cylinder(
+        self,
+        cx: float,
+        cy: float,
+        radius: float,
+        z0: float,
+        z1: float,
+        class_id: int,
+        material: Material,
+        colour,
+        params: tuple = (),
+    ) -> None:
         """Vertical cylinder of `radius` around (cx, cy) from z0 to z1."""
         self._add(CYLINDER, (cx, cy, radius, 0.0, z0, z1), class_id, material, colour, params)
 
-    def ellipsoid(self, cx: float, cy: float, cz: float, radius: float, radius_z: float,
-                  class_id: int, material: Material, colour, params: tuple = ()) -> None:
+    def ellipsoid(
+        self,
+        cx: float,
+        cy: float,
+        cz: float,
+        radius: float,
+        radius_z: float,
+        class_id: int,
+        material: Material,
+        colour,
+        params: tuple = (),
+    ) -> None:
         """Ellipsoid with horizontal radius `radius` and vertical radius `radius_z`."""
         self._add(ELLIPSOID, (cx, cy, radius, radius_z, cz, 0.0), class_id, material, colour, params)
 
@@ -106,9 +144,15 @@ class PrimitiveBuilder:
         """The accumulated rows as a `Primitives` table."""
         count = len(self._rows)
         if count == 0:
-            return Primitives(np.zeros(0, np.int8), np.zeros((0, 6)), np.zeros(0, np.uint8),
-                              np.zeros(0, np.int8), np.zeros((0, 3), np.float32),
-                              np.zeros((0, 6), np.float32), np.zeros(0, np.int64))
+            return Primitives(
+                np.zeros(0, np.int8),
+                np.zeros((0, 6)),
+                np.zeros(0, np.uint8),
+                np.zeros(0, np.int8),
+                np.zeros((0, 3), np.float32),
+                np.zeros((0, 6), np.float32),
+                np.zeros(0, np.int64),
+            )
         shape, geom, class_id, material, colour, params = zip(*self._rows, strict=True)
         return Primitives(
             shape=np.asarray(shape, dtype=np.int8),

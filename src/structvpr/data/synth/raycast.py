@@ -7,6 +7,7 @@ them by depth and fill each pixel with the nearest span that covers it. Along on
 footprints are met in order of entry distance, so this nearest-first fill is an exact z-buffer for
 non-overlapping vertical prisms (and a good approximation for crowns over trunks).
 """
+
 from __future__ import annotations
 
 import math
@@ -174,8 +175,7 @@ def _fill_nearest(tn, top, bottom, grounded_prism, height) -> np.ndarray:
     for k in range(int(layers.max())):
         cols = np.nonzero(layers > k)[0]
         current = prim[:, cols]
-        cover = ((row_index >= sorted_top[k, cols]) & (row_index < sorted_bottom[k, cols])
-                 & (current < 0))
+        cover = (row_index >= sorted_top[k, cols]) & (row_index < sorted_bottom[k, cols]) & (current < 0)
         prim[:, cols] = np.where(cover, candidates[order[k, cols]], current)
     return prim
 
@@ -187,7 +187,7 @@ def _per_pixel(prims, camera, prim, tn, face, u) -> Hits:
     h = camera.height
     dx, dy = camera.column_directions()
     row = np.arange(height, dtype=np.float64)[:, None]
-    slope = (cy - row) / f                              # dz / d(depth) of each row's ray
+    slope = (cy - row) / f  # dz / d(depth) of each row's ray
     with np.errstate(divide="ignore"):
         ground_depth = np.where(slope < 0, -h / slope, np.inf)
     ground_depth = np.broadcast_to(ground_depth, (height, width))
@@ -204,8 +204,8 @@ def _per_pixel(prims, camera, prim, tn, face, u) -> Hits:
     z = h + s * t
     g = prims.geom[m]
     is_prism = prims.shape[m] != ELLIPSOID
-    above = is_prism & (z > g[:, 5])         # ray passes over the front face: top face
-    below = is_prism & (z < g[:, 4])         # bottom face of a floating object
+    above = is_prism & (z > g[:, 5])  # ray passes over the front face: top face
+    below = is_prism & (z < g[:, 4])  # bottom face of a floating object
     horizontal = above | below
     z_face = np.where(above, g[:, 5], g[:, 4])
     with np.errstate(divide="ignore", invalid="ignore"):

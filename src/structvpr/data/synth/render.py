@@ -2,6 +2,7 @@
 
 Labels and colours come from the same per-pixel hit buffer, so they align exactly.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,12 +39,14 @@ class Frame:
 
 def visible_primitives(town: Town, dynamic: Primitives, camera: Camera) -> Primitives:
     """Static and dynamic primitives that may be seen from `camera`."""
-    return Primitives.concatenate([town.static.subset(cull(town.static, camera)),
-                                   dynamic.subset(cull(dynamic, camera))])
+    return Primitives.concatenate(
+        [town.static.subset(cull(town.static, camera)), dynamic.subset(cull(dynamic, camera))]
+    )
 
 
-def render_frame(town: Town, camera: Camera, condition: Condition, dynamic: Primitives,
-                 rng: np.random.Generator) -> Frame:
+def render_frame(
+    town: Town, camera: Camera, condition: Condition, dynamic: Primitives, rng: np.random.Generator
+) -> Frame:
     """Render `town` plus `dynamic` objects from `camera` under `condition`.
 
     `rng` only drives the appearance shift, sensor noise and rain; the labels do not depend on it.
@@ -55,7 +58,7 @@ def render_frame(town: Town, camera: Camera, condition: Condition, dynamic: Prim
     albedo = np.zeros((height, width, 3), dtype=np.float32)
     emission = np.zeros((height, width, 3), dtype=np.float32)
     light = np.zeros((height, width), dtype=np.float32)
-    sky = _sky_colours(camera, condition)                          # [H, 3]
+    sky = _sky_colours(camera, condition)  # [H, 3]
     sky_image = np.broadcast_to(sky[:, None, :], (height, width, 3))
 
     ground = hits.is_ground
@@ -72,12 +75,11 @@ def render_frame(town: Town, camera: Camera, condition: Condition, dynamic: Prim
     labels[rows, cols] = prims.class_id[m]
     face = hits.face[rows, cols]
     obj_albedo, obj_emission = object_colours(
-        prims, m, face, hits.u[rows, cols], hits.z[rows, cols], sky[rows],
-        (camera.x, camera.y), condition)
+        prims, m, face, hits.u[rows, cols], hits.z[rows, cols], sky[rows], (camera.x, camera.y), condition
+    )
     albedo[rows, cols] = obj_albedo
     emission[rows, cols] = obj_emission
-    light[rows, cols] = condition.ambient + condition.sun * _lambert(camera, condition, face,
-                                                                     cols, hits.u[rows, cols])
+    light[rows, cols] = condition.ambient + condition.sun * _lambert(camera, condition, face, cols, hits.u[rows, cols])
     colour = albedo * (light[..., None] * np.asarray(condition.tint, dtype=np.float32))
     if condition.lamps > 0:
         colour += albedo * _lamp_light(town, camera, hits, condition)[..., None]
@@ -108,12 +110,14 @@ def _lambert(camera: Camera, condition: Condition, face, cols, u) -> np.ndarray:
     azimuth = math.radians(condition.sun_azimuth_deg)
     sun_x, sun_y = math.cos(azimuth), math.sin(azimuth)
     dx, dy = camera.column_directions()
-    facing_x = np.maximum(0.0, -np.sign(dx[cols]) * sun_x)     # x-faces look back at the camera
+    facing_x = np.maximum(0.0, -np.sign(dx[cols]) * sun_x)  # x-faces look back at the camera
     facing_y = np.maximum(0.0, -np.sign(dy[cols]) * sun_y)
     right_x, right_y = math.sin(camera.yaw), -math.cos(camera.yaw)
     curved = 0.55 + 0.45 * u * (right_x * sun_x + right_y * sun_y)
-    out = np.select([face == FACE_X, face == FACE_Y, face == FACE_HORIZONTAL, face == FACE_CURVED],
-                    [0.25 + 0.75 * facing_x, 0.25 + 0.75 * facing_y, np.ones_like(u), curved])
+    out = np.select(
+        [face == FACE_X, face == FACE_Y, face == FACE_HORIZONTAL, face == FACE_CURVED],
+        [0.25 + 0.75 * facing_x, 0.25 + 0.75 * facing_y, np.ones_like(u), curved],
+    )
     return out.astype(np.float32)
 
 
@@ -161,21 +165,19 @@ def _lamp_glow(town: Town, camera: Camera, depth: np.ndarray, condition: Conditi
             continue
         col = cx + camera.focal * float(rel @ right) / t
         row = cy - camera.focal * (lamp[2] - camera.height) / t
-        r, c = int(round(row)), int(round(col))
+        r, c = round(row), round(col)
         if not (0 <= r < height and 0 <= c < width) or depth[r, c] < t - 1.5:
             continue
         sigma = max(1.2, camera.focal * 0.5 / t)
-        reach = int(3 * sigma) + 1   # the halo is negligible beyond 3 sigma
+        reach = int(3 * sigma) + 1  # the halo is negligible beyond 3 sigma
         r0, r1 = max(0, r - reach), min(height, r + reach + 1)
         c0, c1 = max(0, c - reach), min(width, c + reach + 1)
-        glow[r0:r1, c0:c1] += np.exp(-((rows[r0:r1] - row) ** 2 + (cols[:, c0:c1] - col) ** 2)
-                                     / (2 * sigma * sigma))
+        glow[r0:r1, c0:c1] += np.exp(-((rows[r0:r1] - row) ** 2 + (cols[:, c0:c1] - col) ** 2) / (2 * sigma * sigma))
     return glow[..., None] * WARM_LIGHT * (0.9 * condition.lamps)
 
 
 def _fog(colour: np.ndarray, depth: np.ndarray, condition: Condition, sky_image) -> np.ndarray:
-    fog = (np.asarray(condition.fog_colour, dtype=np.float32)
-           if condition.fog_colour is not None else sky_image[-1, 0])
+    fog = np.asarray(condition.fog_colour, dtype=np.float32) if condition.fog_colour is not None else sky_image[-1, 0]
     finite = np.isfinite(depth)
     # The sky already has the condition's colour; only surfaces fade with distance.
     keep = np.where(finite, np.exp(-np.where(finite, depth, 0.0) / condition.haze_m), 1.0)

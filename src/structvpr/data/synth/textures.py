@@ -3,6 +3,7 @@
 Textures are functions of world coordinates and object keys only, so a surface looks the same
 from every pose and every visit; only lighting and weather change between conditions.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,13 +17,15 @@ _M1, _M2, _M3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np
 def hash01(a: np.ndarray, b: np.ndarray, key: np.ndarray | int = 0) -> np.ndarray:
     """Deterministic pseudo-random float32 in [0, 1) per integer triple (broadcasting)."""
     with np.errstate(over="ignore"):
-        h = (np.asarray(a).astype(np.int64).astype(np.uint64) * _M1
-             ^ np.asarray(b).astype(np.int64).astype(np.uint64) * _M2
-             ^ np.asarray(key).astype(np.int64).astype(np.uint64) * _M3)
+        h = (
+            np.asarray(a).astype(np.int64).astype(np.uint64) * _M1
+            ^ np.asarray(b).astype(np.int64).astype(np.uint64) * _M2
+            ^ np.asarray(key).astype(np.int64).astype(np.uint64) * _M3
+        )
         h ^= h >> np.uint64(29)
         h *= _M1
         h ^= h >> np.uint64(32)
-    return ((h & np.uint64(0xFFFFFF)).astype(np.float32) / np.float32(1 << 24))
+    return (h & np.uint64(0xFFFFFF)).astype(np.float32) / np.float32(1 << 24)
 
 
 def value_noise(x: np.ndarray, y: np.ndarray, cell: float, key: np.ndarray | int = 0) -> np.ndarray:
@@ -63,13 +66,12 @@ def ground_class(town: Town, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return labels
 
 
-def ground_albedo(town: Town, x: np.ndarray, y: np.ndarray, labels: np.ndarray,
-                  snow: bool, wet: bool) -> np.ndarray:
+def ground_albedo(town: Town, x: np.ndarray, y: np.ndarray, labels: np.ndarray, snow: bool, wet: bool) -> np.ndarray:
     """float32 [N, 3] colour of ground points (1-D arrays x, y, labels of length N)."""
     dist_x, _ = _distance_to_lines(x, town.streets_x)
     dist_y, _ = _distance_to_lines(y, town.streets_y)
     grain = value_noise(x, y, 0.7, 11) * 0.6 + hash01(np.floor(x * 6), np.floor(y * 6), 12) * 0.4
-    colour = np.empty(x.shape + (3,), dtype=np.float32)
+    colour = np.empty((*x.shape, 3), dtype=np.float32)
     road, walk, terrain = labels == C.ROAD, labels == C.SIDEWALK, labels == C.TERRAIN
     colour[road] = (0.27, 0.27, 0.29)
     colour[road] *= (0.85 + 0.3 * grain[road])[:, None]
@@ -77,15 +79,16 @@ def ground_albedo(town: Town, x: np.ndarray, y: np.ndarray, labels: np.ndarray,
     colour[walk] = (0.62, 0.60, 0.57)
     colour[walk] *= (0.9 + 0.15 * grain[walk] - 0.18 * tiles[walk])[:, None]
     patchy = value_noise(x, y, 3.0, 13)
-    colour[terrain] = np.stack([0.22 + 0.12 * patchy, 0.36 + 0.08 * grain, 0.13 + 0.04 * patchy],
-                               axis=-1)[terrain]
+    colour[terrain] = np.stack([0.22 + 0.12 * patchy, 0.36 + 0.08 * grain, 0.13 + 0.04 * patchy], axis=-1)[terrain]
     # Lane markings: dashed centre line (away from crossings) and zebra crossings.
     on_x_street, on_y_street = dist_y < ROAD_HALF_WIDTH_M, dist_x < ROAD_HALF_WIDTH_M
     away = ROAD_HALF_WIDTH_M + SIDEWALK_WIDTH_M
-    dashes = ((on_x_street & (dist_y < 0.08) & (dist_x > away) & (x % 6.0 < 3.0))
-              | (on_y_street & (dist_x < 0.08) & (dist_y > away) & (y % 6.0 < 3.0)))
-    zebra = ((on_x_street & (dist_x > away) & (dist_x < away + 3.0) & (y % 1.0 < 0.5))
-             | (on_y_street & (dist_y > away) & (dist_y < away + 3.0) & (x % 1.0 < 0.5)))
+    dashes = (on_x_street & (dist_y < 0.08) & (dist_x > away) & (x % 6.0 < 3.0)) | (
+        on_y_street & (dist_x < 0.08) & (dist_y > away) & (y % 6.0 < 3.0)
+    )
+    zebra = (on_x_street & (dist_x > away) & (dist_x < away + 3.0) & (y % 1.0 < 0.5)) | (
+        on_y_street & (dist_y > away) & (dist_y < away + 3.0) & (x % 1.0 < 0.5)
+    )
     colour[road & (dashes | zebra)] = 0.82
     if snow:
         white = np.array([0.93, 0.94, 0.97], dtype=np.float32) * (0.93 + 0.07 * grain)[:, None]

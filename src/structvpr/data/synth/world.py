@@ -4,6 +4,7 @@ Streets run along x (east) and y (north). Places (camera positions) lie on the r
 the inner streets; the train, val and test splits take places from disjoint x-ranges separated by
 more than `SPLIT_GAP_M`, so no query of one split has a positive in another.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,11 +41,11 @@ class Town:
     """Everything static: streets, objects, ground patches, lamps, and the places to visit."""
 
     seed: int
-    streets_x: np.ndarray   # float64 [Nx] x of north-south street centrelines (sorted)
-    streets_y: np.ndarray   # float64 [Ny] y of east-west street centrelines (sorted)
+    streets_x: np.ndarray  # float64 [Nx] x of north-south street centrelines (sorted)
+    streets_y: np.ndarray  # float64 [Ny] y of east-west street centrelines (sorted)
     static: Primitives
-    patches: np.ndarray     # float64 [P, 5]: x0, y0, x1, y1, trainId of paved/parking ground
-    lamps: np.ndarray       # float64 [L, 3]: lamp head positions (light sources at night)
+    patches: np.ndarray  # float64 [P, 5]: x0, y0, x1, y1, trainId of paved/parking ground
+    lamps: np.ndarray  # float64 [L, 3]: lamp head positions (light sources at night)
     places: list[Place]
 
 
@@ -52,8 +53,7 @@ def split_counts(num_places: int, fractions: tuple[float, float, float]) -> list
     """Places per split (largest remainder); every split gets >= 1 place when num_places >= 3."""
     weights = np.asarray(fractions, dtype=np.float64)
     if num_places < 1 or weights.min() < 0 or weights.sum() <= 0:
-        raise ValueError(f"need >= 1 place and non-negative split fractions, got {num_places}, "
-                         f"{fractions}")
+        raise ValueError(f"need >= 1 place and non-negative split fractions, got {num_places}, {fractions}")
     raw = weights / weights.sum() * num_places
     counts = np.floor(raw).astype(int)
     for index in np.argsort(-(raw - counts))[: num_places - counts.sum()]:
@@ -72,10 +72,12 @@ def _street_positions(rng: np.random.Generator, start: float, count: int, step=(
 def _candidate_places(streets_x, inner_y, direction_x, direction_y, spacing):
     """(x, y, yaw, axis) of every possible place, sorted by x."""
     candidates = []
+
     def along(a0: float, a1: float) -> np.ndarray:
         a0, a1 = a0 + _INTERSECTION_CLEARANCE_M, a1 - _INTERSECTION_CLEARANCE_M
-        count = max(1, int(round((a1 - a0) / spacing)) + 1)
+        count = max(1, round((a1 - a0) / spacing) + 1)
         return np.linspace(a0, a1, count) if count > 1 else np.array([(a0 + a1) / 2])
+
     for i in range(len(streets_x) - 1):
         for j, y in enumerate(inner_y):
             sign = direction_y[j]
@@ -84,8 +86,9 @@ def _candidate_places(streets_x, inner_y, direction_x, direction_y, spacing):
         sign = direction_x[i]
         for j in range(len(inner_y) - 1):
             for y in along(inner_y[j], inner_y[j + 1]):
-                candidates.append((streets_x[i] + sign * LANE_OFFSET_M, y,
-                                   math.pi / 2 if sign > 0 else -math.pi / 2, 1))
+                candidates.append(
+                    (streets_x[i] + sign * LANE_OFFSET_M, y, math.pi / 2 if sign > 0 else -math.pi / 2, 1)
+                )
     candidates.sort(key=lambda c: (round(c[0], 3), c[1]))
     return candidates
 
@@ -108,9 +111,12 @@ def _assign_splits(candidates, counts):
     return places
 
 
-def build_town(num_places: int, seed: int,
-               split_fractions: tuple[float, float, float] = (0.6, 0.15, 0.25),
-               place_spacing_m: float = 14.0) -> Town:
+def build_town(
+    num_places: int,
+    seed: int,
+    split_fractions: tuple[float, float, float] = (0.6, 0.15, 0.25),
+    place_spacing_m: float = 14.0,
+) -> Town:
     """Generate a town with `num_places` places split into train/val/test by x-range."""
     rng = np.random.default_rng([seed, 1])
     counts = split_counts(num_places, split_fractions)
@@ -123,8 +129,8 @@ def build_town(num_places: int, seed: int,
         streets_x = _street_positions(col_rng, 165.0, num_columns + 1)
         direction_x = col_rng.choice([-1, 1], size=len(streets_x))
         places = _assign_splits(
-            _candidate_places(streets_x, inner_y, direction_x, direction_y,
-                              place_spacing_m), counts)
+            _candidate_places(streets_x, inner_y, direction_x, direction_y, place_spacing_m), counts
+        )
         if places is not None:
             break
         num_columns += 1
@@ -138,12 +144,17 @@ def build_town(num_places: int, seed: int,
     world_rng = np.random.default_rng([seed, 3])
     for i in range(len(streets_x) - 1):
         for j in range(len(streets_y) - 1):
-            _fill_block(builder, world_rng, streets_x[i], streets_y[j], streets_x[i + 1],
-                        streets_y[j + 1], patches)
+            _fill_block(builder, world_rng, streets_x[i], streets_y[j], streets_x[i + 1], streets_y[j + 1], patches)
     _street_furniture(builder, world_rng, streets_x, streets_y, lamps)
-    return Town(seed=seed, streets_x=streets_x, streets_y=streets_y, static=builder.build(),
-                patches=np.asarray(patches, dtype=np.float64).reshape(-1, 5),
-                lamps=np.asarray(lamps, dtype=np.float64).reshape(-1, 3), places=places)
+    return Town(
+        seed=seed,
+        streets_x=streets_x,
+        streets_y=streets_y,
+        static=builder.build(),
+        patches=np.asarray(patches, dtype=np.float64).reshape(-1, 5),
+        lamps=np.asarray(lamps, dtype=np.float64).reshape(-1, 3),
+        places=places,
+    )
 
 
 def _fill_block(b, rng, sx0, sy0, sx1, sy1, patches) -> None:
@@ -152,8 +163,12 @@ def _fill_block(b, rng, sx0, sy0, sx1, sy1, patches) -> None:
     x0, y0, x1, y1 = sx0 + inset, sy0 + inset, sx1 - inset, sy1 - inset
     corner = min(12.0, (y1 - y0) / 2 - 1.0)
     # (side start, side end, front line, inward sign, axis of the side)
-    sides = [(x0, x1, y0, +1, 0), (x0, x1, y1, -1, 0),
-             (y0 + corner, y1 - corner, x0, +1, 1), (y0 + corner, y1 - corner, x1, -1, 1)]
+    sides = [
+        (x0, x1, y0, +1, 0),
+        (x0, x1, y1, -1, 0),
+        (y0 + corner, y1 - corner, x0, +1, 1),
+        (y0 + corner, y1 - corner, x1, -1, 1),
+    ]
     for a0, a1, front, inward, axis in sides:
         max_depth = corner if axis == 0 else min(16.0, (x1 - x0) / 2 - 1.0)
         a = a0
@@ -177,18 +192,31 @@ def _fill_lot(b, rng, a0, a1, front, inward, axis, max_depth, patches) -> None:
         gap = 0.0 if rng.random() < 0.5 else rng.uniform(0.5, 3.0)
         setback = 0.0 if rng.random() < 0.6 else rng.uniform(1.0, 3.5)
         depth = rng.uniform(8.0, max(8.5, max_depth))
-        objects.building(b, rng, *_rect(axis, a0 + gap / 2, a1 - gap / 2, front, inward,
-                                         setback, min(max_depth, setback + depth)))
+        objects.building(
+            b, rng, *_rect(axis, a0 + gap / 2, a1 - gap / 2, front, inward, setback, min(max_depth, setback + depth))
+        )
         if setback > 1.5 and rng.random() < 0.5:
-            objects.barrier(b, rng, *_rect(axis, a0, a1, front, inward, 0.2, 0.8),
-                            str(rng.choice(["hedge", "fence", "wall"])))
+            objects.barrier(
+                b, rng, *_rect(axis, a0, a1, front, inward, 0.2, 0.8), str(rng.choice(["hedge", "fence", "wall"]))
+            )
         return
     if kind == "garden":
-        objects.barrier(b, rng, *_rect(axis, a0, a1, front, inward, 0.2, 0.8),
-                        str(rng.choice(["hedge", "fence", "wall"], p=[0.45, 0.3, 0.25])))
+        objects.barrier(
+            b,
+            rng,
+            *_rect(axis, a0, a1, front, inward, 0.2, 0.8),
+            str(rng.choice(["hedge", "fence", "wall"], p=[0.45, 0.3, 0.25])),
+        )
         for _ in range(int(rng.integers(1, 4))):
-            cx, cy, _, _ = _rect(axis, rng.uniform(a0 + 2, max(a0 + 2.1, a1 - 2)), 0, front,
-                                 inward, rng.uniform(4.0, max(4.5, max_depth - 2)), 0)
+            cx, cy, _, _ = _rect(
+                axis,
+                rng.uniform(a0 + 2, max(a0 + 2.1, a1 - 2)),
+                0,
+                front,
+                inward,
+                rng.uniform(4.0, max(4.5, max_depth - 2)),
+                0,
+            )
             objects.tree(b, rng, cx, cy, scale=rng.uniform(0.9, 1.4))
         return
     ground = C.SIDEWALK if kind == "plaza" else C.ROAD
@@ -206,8 +234,7 @@ def _street_furniture(b, rng, streets_x, streets_y, lamps) -> None:
     for axis, lines, cross in ((0, streets_y, streets_x), (1, streets_x, streets_y)):
         for centre in lines:
             lamp_height = rng.uniform(5.5, 8.5)
-            lamp_colour = tuple(rng.choice([[0.25, 0.25, 0.27], [0.5, 0.5, 0.5],
-                                            [0.15, 0.25, 0.18]]))
+            lamp_colour = tuple(rng.choice([[0.25, 0.25, 0.27], [0.5, 0.5, 0.5], [0.15, 0.25, 0.18]]))
             lamp_step = rng.uniform(20.0, 32.0)
             for side in (-1, 1):
                 has_trees = rng.random() < 0.45

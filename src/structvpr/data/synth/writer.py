@@ -4,6 +4,7 @@ Images and label maps are written atomically; metadata.csv is written last (and 
 run starts), so a folder without metadata.csv is an unfinished run. Re-running with the same
 settings resumes: existing image/label pairs are kept (they would be byte-identical anyway).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,8 +31,20 @@ from structvpr.data.synth.visits import (
 from structvpr.data.synth.world import build_town
 from structvpr.io_utils import atomic_write_bytes, atomic_write_text
 
-METADATA_COLUMNS = ("path", "label_path", "split", "role", "place_id", "condition", "visit",
-                    "same_condition", "east", "north", "heading", "height")
+METADATA_COLUMNS = (
+    "path",
+    "label_path",
+    "split",
+    "role",
+    "place_id",
+    "condition",
+    "visit",
+    "same_condition",
+    "east",
+    "north",
+    "heading",
+    "height",
+)
 CONFIG_NAME = "synth_config.json"
 FORMAT_VERSION = 1
 
@@ -58,16 +71,21 @@ class _Renderer:
     def __init__(self, settings: _Settings) -> None:
         self.settings = settings
         self.town = build_town(settings.places, settings.seed, settings.split_fractions)
-        self.visits = plan_visits(self.town, settings.database_condition,
-                                  settings.query_conditions, settings.same_condition_fraction,
-                                  settings.seed)
+        self.visits = plan_visits(
+            self.town,
+            settings.database_condition,
+            settings.query_conditions,
+            settings.same_condition_fraction,
+            settings.seed,
+        )
 
     def __call__(self, index: int) -> tuple[bytes, bytes]:
         s = self.settings
-        frame = render_visit(self.town, self.visits[index], s.image_size, s.seed, s.jitter,
-                             s.hfov_deg)
-        return (_encode(Image.fromarray(frame.labels, "L"), "PNG"),
-                _encode(Image.fromarray(frame.rgb, "RGB"), "JPEG", quality=s.jpeg_quality))
+        frame = render_visit(self.town, self.visits[index], s.image_size, s.seed, s.jitter, s.hfov_deg)
+        return (
+            _encode(Image.fromarray(frame.labels, "L"), "PNG"),
+            _encode(Image.fromarray(frame.rgb, "RGB"), "JPEG", quality=s.jpeg_quality),
+        )
 
 
 _WORKER_RENDERER: _Renderer | None = None
@@ -110,20 +128,29 @@ def _check_config(out_dir: Path, config: dict, overwrite: bool) -> None:
             raise ValueError(f"{path}: unreadable synth settings ({error}); use --overwrite") from None
         if previous != config:
             changed = sorted(k for k in set(config) | set(previous) if previous.get(k) != config.get(k))
-            raise ValueError(f"{path}: {out_dir} was generated with other settings "
-                             f"(differs in {', '.join(changed)}); choose a new --out or --overwrite")
+            raise ValueError(
+                f"{path}: {out_dir} was generated with other settings "
+                f"(differs in {', '.join(changed)}); choose a new --out or --overwrite"
+            )
     atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def generate_town(out_dir: str | Path, places: int, seed: int = 0,
-                  image_size: tuple[int, int] = (120, 160),
-                  query_conditions: tuple[str, ...] = DEFAULT_QUERY_CONDITIONS,
-                  database_condition: str = DATABASE_CONDITION,
-                  same_condition_fraction: float = 0.25,
-                  split_fractions: tuple[float, float, float] = (0.6, 0.15, 0.25),
-                  jitter: PoseJitter = DEFAULT_JITTER, hfov_deg: float = 80.0,
-                  jpeg_quality: int = 90, overwrite: bool = False,
-                  progress: bool = True, workers: int = 1) -> SynthResult:
+def generate_town(
+    out_dir: str | Path,
+    places: int,
+    seed: int = 0,
+    image_size: tuple[int, int] = (120, 160),
+    query_conditions: tuple[str, ...] = DEFAULT_QUERY_CONDITIONS,
+    database_condition: str = DATABASE_CONDITION,
+    same_condition_fraction: float = 0.25,
+    split_fractions: tuple[float, float, float] = (0.6, 0.15, 0.25),
+    jitter: PoseJitter = DEFAULT_JITTER,
+    hfov_deg: float = 80.0,
+    jpeg_quality: int = 90,
+    overwrite: bool = False,
+    progress: bool = True,
+    workers: int = 1,
+) -> SynthResult:
     """Render `places` places of a town into `out_dir` (UTM layout, labels, metadata.csv).
 
     image_size is (H, W) in pixels. Each place gets one database image (database_condition) and
@@ -137,9 +164,18 @@ def generate_town(out_dir: str | Path, places: int, seed: int = 0,
         raise ValueError(f"--places must be >= 1, got {places}")
     if min(image_size) < 8:
         raise ValueError(f"image size {image_size} is too small (need H, W >= 8)")
-    settings = _Settings(places, seed, (int(image_size[0]), int(image_size[1])),
-                         tuple(query_conditions), database_condition, same_condition_fraction,
-                         tuple(split_fractions), jitter, hfov_deg, jpeg_quality)
+    settings = _Settings(
+        places,
+        seed,
+        (int(image_size[0]), int(image_size[1])),
+        tuple(query_conditions),
+        database_condition,
+        same_condition_fraction,
+        tuple(split_fractions),
+        jitter,
+        hfov_deg,
+        jpeg_quality,
+    )
     config = {"format_version": FORMAT_VERSION, **asdict(settings)}
     config = json.loads(json.dumps(config))  # tuples -> lists, as read back from the file
     renderer = _Renderer(settings)
@@ -157,13 +193,22 @@ def generate_town(out_dir: str | Path, places: int, seed: int = 0,
         targets.append((image_path, label_path))
         if overwrite or not (image_path.exists() and label_path.exists()):
             todo.append(index)
-        rows.append({"path": relative.as_posix(),
-                     "label_path": label_path.relative_to(out_dir).as_posix(),
-                     "split": visit.place.split, "role": visit.role,
-                     "place_id": visit.place.place_id, "condition": visit.condition,
-                     "visit": visit.visit, "same_condition": int(visit.same_condition),
-                     "east": f"{camera.x:.2f}", "north": f"{camera.y:.2f}",
-                     "heading": f"{camera.heading_deg:.1f}", "height": f"{camera.height:.2f}"})
+        rows.append(
+            {
+                "path": relative.as_posix(),
+                "label_path": label_path.relative_to(out_dir).as_posix(),
+                "split": visit.place.split,
+                "role": visit.role,
+                "place_id": visit.place.place_id,
+                "condition": visit.condition,
+                "visit": visit.visit,
+                "same_condition": int(visit.same_condition),
+                "east": f"{camera.x:.2f}",
+                "north": f"{camera.y:.2f}",
+                "heading": f"{camera.heading_deg:.1f}",
+                "height": f"{camera.height:.2f}",
+            }
+        )
     if overwrite:  # files of an earlier run with other settings would mix into the dataset
         wanted = {path for pair in targets for path in pair}
         for old in (out_dir / "images").glob("*/*/*"):
@@ -172,8 +217,9 @@ def generate_town(out_dir: str | Path, places: int, seed: int = 0,
     bar = tqdm(total=len(todo), desc="synth", unit="img", disable=not progress)
     with contextlib.ExitStack() as stack:
         if workers > 1 and len(todo) > 1:
-            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(
-                workers, initializer=_start_worker, initargs=(settings,)))
+            pool = stack.enter_context(
+                multiprocessing.get_context("spawn").Pool(workers, initializer=_start_worker, initargs=(settings,))
+            )
             encoded = pool.imap(_render_in_worker, todo, chunksize=4)
         else:
             encoded = map(renderer, todo)
@@ -188,5 +234,4 @@ def generate_town(out_dir: str | Path, places: int, seed: int = 0,
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(metadata_path, text.getvalue())
-    return SynthResult(out_dir, metadata_path, len(rows), len(todo), len(rows) - len(todo),
-                       time.perf_counter() - start)
+    return SynthResult(out_dir, metadata_path, len(rows), len(todo), len(rows) - len(todo), time.perf_counter() - start)

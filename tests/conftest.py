@@ -1,4 +1,4 @@
-"""Shared test fixtures: where the real data in ../shared lives."""
+"""Shared test fixtures: the real data in tests/fixtures/ and one-thread torch."""
 
 from __future__ import annotations
 
@@ -9,16 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = REPO_ROOT.parent / "shared"
+FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """The read-only ../shared folder with real VPR data, weights and reference outputs."""
-    if not SHARED_DIR.is_dir():
-        pytest.fail(f"{SHARED_DIR} is missing: the tests need the shared data beside the clone")
-    return SHARED_DIR
+def fixtures_dir() -> Path:
+    """tests/fixtures: small real data shipped with the repository (corridor/, nordland_64x32/,
+    espnetv2/), each folder with its README (source, licence, citation). Treat as read-only."""
+    return FIXTURES_DIR
 
 
 @contextlib.contextmanager

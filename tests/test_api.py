@@ -34,8 +34,8 @@ def model_file(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
 
 
 @pytest.fixture(scope="module")
-def corridor_paths(shared_dir: Path) -> list[Path]:
-    return sorted((shared_dir / "data" / "corridor" / "ref").glob("*.jpg"))
+def corridor_paths(fixtures_dir: Path) -> list[Path]:
+    return sorted((fixtures_dir / "corridor" / "ref").glob("*.jpg"))
 
 
 def test_model_file_round_trip_and_metadata(model_file) -> None:

@@ -36,9 +36,9 @@ def small_model() -> torch.nn.Module:
 
 
 @pytest.fixture(scope="module")
-def corridor_images(shared_dir: Path) -> list[Path]:
+def corridor_images(fixtures_dir: Path) -> list[Path]:
     """7 real Corridor query images, spread over the sequence."""
-    return sorted((shared_dir / "data" / "corridor" / "query").glob("*.jpg"))[::15][:7]
+    return sorted((fixtures_dir / "corridor" / "query").glob("*.jpg"))[::15][:7]
 
 
 @pytest.fixture(scope="module")

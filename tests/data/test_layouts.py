@@ -271,9 +271,9 @@ def test_on_bad_image_skip_remaps_ground_truth(tmp_path: Path) -> None:
     assert again.extra["skipped"] == {"bad_image": 2}
 
 
-# ---------------------------------------------------------------- real data in ../shared
-def test_real_corridor(shared_dir: Path) -> None:
-    dataset = open_dataset(shared_dir / "data" / "corridor", allow_pickle=True)
+# ---------------------------------------------------------------- real data in tests/fixtures
+def test_real_corridor(fixtures_dir: Path) -> None:
+    dataset = open_dataset(fixtures_dir / "corridor", allow_pickle=True)
     assert (dataset.num_queries, dataset.num_database) == (111, 111)
     positives = dataset.positives_per_query()
     assert positives[0].tolist() == [0, 1, 2]
@@ -282,12 +282,14 @@ def test_real_corridor(shared_dir: Path) -> None:
     assert dataset.query_paths[50].name == "0000050.jpg" and dataset.database_paths[0].parent.name == "ref"
 
 
-def test_real_nordland(shared_dir: Path) -> None:
-    root = shared_dir / "data" / "nordland_64x32"
+def test_real_nordland(fixtures_dir: Path) -> None:
+    root = fixtures_dir / "nordland_64x32"
     assert detect_layout(root) == "sequence"
     dataset = open_dataset(root, frame_tolerance=2)
-    assert (dataset.num_queries, dataset.num_database, dataset.split) == (1500, 1500, "winter->summer")
+    assert (dataset.num_queries, dataset.num_database, dataset.split) == (100, 100, "winter->summer")
     positives = dataset.positives_per_query()
-    assert positives[100].tolist() == [98, 99, 100, 101, 102]
-    assert positives[1499].tolist() == [1497, 1498, 1499]
-    assert dataset.query_paths[100].name == dataset.database_paths[100].name == "images-01010.png"
+    assert positives[0].tolist() == [0, 1, 2]
+    assert positives[50].tolist() == [48, 49, 50, 51, 52]
+    assert positives[99].tolist() == [97, 98, 99]
+    assert dataset.query_paths[50].name == dataset.database_paths[50].name == "images-00510.png"
+    assert dataset.query_paths[50].parent.name == "winter" and dataset.database_paths[50].parent.name == "summer"

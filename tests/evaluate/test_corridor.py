@@ -1,7 +1,7 @@
 """Real data: ImageNet EfficientNet-Lite0 + GeM on VPR-Bench Corridor, no VPR training.
 
 The reference R@1 of about 0.73 was measured outside the project (images 320x240, mean = std = 0.5,
-GeM p = 3 on the last feature map); see ../shared/data/README.md.
+GeM p = 3 on the last feature map); the data is tests/fixtures/corridor (see its README.md).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ TOLERANCE = 0.10
 
 
 @pytest.fixture(scope="module")
-def corridor_run(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, Path]:
-    root = shared_dir / "data" / "corridor"
-    dataset = open_dataset(root, allow_pickle=True)  # the VPR-Bench .npy is trusted shared data
+def corridor_run(fixtures_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, Path]:
+    root = fixtures_dir / "corridor"
+    dataset = open_dataset(root, allow_pickle=True)  # the VPR-Bench .npy is trusted: shipped in tests/fixtures
     model = build_model(
         ModelConfig(
             backbone="efficientnet_lite0", aggregator="gem", gem_p=3.0, gem_learnable=False, image_size=(240, 320)

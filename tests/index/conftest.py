@@ -34,9 +34,9 @@ def thumbnail_descriptors(paths: list[Path]) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def corridor_descriptors(shared_dir: Path) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+def corridor_descriptors(fixtures_dir: Path) -> tuple[np.ndarray, np.ndarray, list[Path]]:
     """(database [111, 192], queries [111, 192], database paths) from the real Corridor dataset."""
-    root = shared_dir / "data" / "corridor"
+    root = fixtures_dir / "corridor"
     database_paths = sorted((root / "ref").glob("*.jpg"))
     query_paths = sorted((root / "query").glob("*.jpg"))
     return thumbnail_descriptors(database_paths), thumbnail_descriptors(query_paths), database_paths

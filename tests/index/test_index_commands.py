@@ -27,9 +27,9 @@ def small_model_file(tmp_path_factory) -> Path:
 
 @pytest.mark.slow  # end-to-end: three CLI builds and a query (~15 s of CPU)
 def test_interrupted_build_resumes_and_query_finds_the_map_images(
-    small_model_file, shared_dir: Path, tmp_path: Path, capsys
+    small_model_file, fixtures_dir: Path, tmp_path: Path, capsys
 ) -> None:
-    source = sorted((shared_dir / "data" / "corridor" / "ref").glob("*.jpg"))[:30]
+    source = sorted((fixtures_dir / "corridor" / "ref").glob("*.jpg"))[:30]
     map_folder = tmp_path / "map"
     map_folder.mkdir()
     for path in source:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torchvision.transforms.functional as tvf
 from PIL import Image
 
 from structvpr.io_utils import sha256_of_file
@@ -17,7 +19,29 @@ from structvpr.segment.espnetv2 import (
     shipped_weights_path,
 )
 
-INPUTS = ("nordland_summer_01000", "drawn_street")
+# name -> (source image under tests/fixtures, SHA-256 of the original reference input array's bytes)
+INPUTS = {
+    "nordland_summer_01000": (
+        "nordland_64x32/summer/images-01000.png",
+        "e141a2dea953334b863112a9e8ad755138af1bfa7d036ee95b8ba9998231a42b",
+    ),
+    "drawn_street": ("espnetv2/drawn_street.png", "bd27df7d695c126be10cc10e4328cb0caf85a9c86bf593392110b5e0c7335b69"),
+}
+# SHA-256 of the published EdgeNets weight files (measured on the downloaded originals).
+PUBLISHED_WEIGHTS_SHA256 = {
+    "espnetv2_s_2.0_city_1024x512.pth": "a72d59699801c7ce8e8b89a53af9097eaaa60dc12180ecde86fd700ba1222fe8",
+    "espnetv2_s_0.5_city_1024x512.pth": "9412a86a30f137540ef945d08da3cb7191448956c56c41a64210dab443a9f65f",
+}
+
+
+def reference_input(fixtures_dir: Path, name: str) -> torch.Tensor:
+    """float32 [1, 3, 256, 512]: the reference procedure (PIL bilinear to 512x256, /255, ImageNet
+    mean/std), independent of structvpr's own transform; byte-identical to the original input."""
+    source, digest = INPUTS[name]
+    image = Image.open(fixtures_dir / source).convert("RGB").resize((512, 256), Image.BILINEAR)
+    batch = tvf.normalize(tvf.to_tensor(image), [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])[None]
+    assert hashlib.sha256(batch.numpy().tobytes()).hexdigest() == digest, f"{name}: input differs from the reference"
+    return batch
 
 
 @pytest.fixture(scope="module", params=[2.0, 0.5], ids=["s2.0", "s0.5"])
@@ -25,10 +49,10 @@ def segmenter(request) -> ESPNetv2Segmenter:
     return ESPNetv2Segmenter(width=request.param)
 
 
-@pytest.mark.parametrize("name", INPUTS)
-def test_matches_reference_logits_and_labels(segmenter: ESPNetv2Segmenter, shared_dir: Path, name: str) -> None:
-    reference = shared_dir / "reference" / "espnetv2"
-    batch = torch.from_numpy(np.load(reference / f"input_{name}.npy"))
+@pytest.mark.parametrize("name", list(INPUTS))
+def test_matches_reference_logits_and_labels(segmenter: ESPNetv2Segmenter, fixtures_dir: Path, name: str) -> None:
+    reference = fixtures_dir / "espnetv2"
+    batch = reference_input(fixtures_dir, name)
     logits = segmenter.logits(batch)
     assert logits.shape == (1, 20, 256, 512)
     expected_logits = np.load(reference / f"logits_s{segmenter.width}_{name}_every8px.npy")
@@ -41,12 +65,11 @@ def test_matches_reference_logits_and_labels(segmenter: ESPNetv2Segmenter, share
     assert (labels[0].numpy() == expected).mean() >= 0.995
 
 
-def test_shipped_weights_are_the_published_files(shared_dir: Path) -> None:
+def test_shipped_weights_are_the_published_files() -> None:
+    assert {file_name for file_name, _ in SHIPPED_WEIGHTS.values()} == set(PUBLISHED_WEIGHTS_SHA256)
     for width, (file_name, digest) in SHIPPED_WEIGHTS.items():
         path = shipped_weights_path(width)
-        assert (
-            sha256_of_file(path) == digest == sha256_of_file(shared_dir / "weights" / "espnetv2_cityscapes" / file_name)
-        )
+        assert sha256_of_file(path) == digest == PUBLISHED_WEIGHTS_SHA256[file_name]
     assert (shipped_weights_path(2.0).parent / "LICENSE_MIT.txt").is_file()
 
 

@@ -58,10 +58,10 @@ DDP_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_two_process_ddp_on_cpu_keeps_ranks_identical(shared_dir: Path, tmp_path: Path) -> None:
+def test_two_process_ddp_on_cpu_keeps_ranks_identical(fixtures_dir: Path, tmp_path: Path) -> None:
     from structvpr.config import dump_config, load_config
 
-    nordland = shared_dir / "data" / "nordland_64x32"
+    nordland = fixtures_dir / "nordland_64x32"
     source = {
         "path": str(nordland),
         "layout": "sequence",

@@ -14,13 +14,13 @@ from structvpr.config import Config, load_config
 from structvpr.train.stage1 import fit_stage1, run_stage1, stage1_run_dir
 
 
-def tiny_config(shared_dir: Path, output_dir: Path, *overrides: str) -> Config:
+def tiny_config(fixtures_dir: Path, output_dir: Path, *overrides: str) -> Config:
     """EfficientNet-Lite0 (ImageNet, offline) at 32x64 on Nordland frames 0-80 of both seasons.
 
     The backbone is frozen (fast, BatchNorm fixed) and GeM + a 64-d FC layer learn. Validation
     (frames 0-40) is inside the training frames: an easy set on which Recall must rise.
     """
-    nordland = shared_dir / "data" / "nordland_64x32"
+    nordland = fixtures_dir / "nordland_64x32"
     source = {
         "path": str(nordland),
         "layout": "sequence",
@@ -54,10 +54,10 @@ def network_state(checkpoint: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted_run(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def uninterrupted_run(fixtures_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two epochs in one go, validating before training too; returns the run folder."""
     output = tmp_path_factory.mktemp("uninterrupted")
-    return run_stage1(tiny_config(shared_dir, output, "train.validate_before_training=true"), "rgb")
+    return run_stage1(tiny_config(fixtures_dir, output, "train.validate_before_training=true"), "rgb")
 
 
 def test_training_raises_recall_and_writes_the_run(uninterrupted_run: Path) -> None:
@@ -81,14 +81,14 @@ def test_training_raises_recall_and_writes_the_run(uninterrupted_run: Path) -> N
         assert torch.equal(value, best[f"network.{key}"]), key
 
 
-def test_resume_continues_and_matches_uninterrupted(shared_dir: Path, tmp_path: Path, uninterrupted_run: Path) -> None:
-    fit_stage1(tiny_config(shared_dir, tmp_path, "train.epochs=1"), "rgb")
-    last = stage1_run_dir(tiny_config(shared_dir, tmp_path), "rgb") / "checkpoints" / "last.ckpt"
+def test_resume_continues_and_matches_uninterrupted(fixtures_dir: Path, tmp_path: Path, uninterrupted_run: Path) -> None:
+    fit_stage1(tiny_config(fixtures_dir, tmp_path, "train.epochs=1"), "rgb")
+    last = stage1_run_dir(tiny_config(fixtures_dir, tmp_path), "rgb") / "checkpoints" / "last.ckpt"
     stopped = torch.load(last, map_location="cpu", weights_only=True)
     assert (stopped["epoch"], stopped["global_step"]) == (0, 3)
     with pytest.raises(ValueError, match="already has checkpoints; pass --resume"):
-        fit_stage1(tiny_config(shared_dir, tmp_path), "rgb")
-    trainer, _ = fit_stage1(tiny_config(shared_dir, tmp_path, "train.resume=true"), "rgb")
+        fit_stage1(tiny_config(fixtures_dir, tmp_path), "rgb")
+    trainer, _ = fit_stage1(tiny_config(fixtures_dir, tmp_path, "train.resume=true"), "rgb")
     assert (trainer.current_epoch, trainer.global_step) == (2, 6)
     with open(last.parent.parent / "logs" / "metrics.csv", newline="") as handle:
         logged_epochs = {int(row["epoch"]) for row in csv.DictReader(handle)}
@@ -100,26 +100,26 @@ def test_resume_continues_and_matches_uninterrupted(shared_dir: Path, tmp_path: 
         assert torch.equal(resumed[key], reference[key]), key
 
 
-def test_resume_without_checkpoint_is_refused(shared_dir: Path, tmp_path: Path) -> None:
+def test_resume_without_checkpoint_is_refused(fixtures_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="last.ckpt: no checkpoint to resume from"):
-        fit_stage1(tiny_config(shared_dir, tmp_path, "train.resume=true"), "rgb")
+        fit_stage1(tiny_config(fixtures_dir, tmp_path, "train.resume=true"), "rgb")
 
 
-def test_unreadable_checkpoint_is_one_error_naming_it(shared_dir: Path, tmp_path: Path) -> None:
-    last = stage1_run_dir(tiny_config(shared_dir, tmp_path), "rgb") / "checkpoints" / "last.ckpt"
+def test_unreadable_checkpoint_is_one_error_naming_it(fixtures_dir: Path, tmp_path: Path) -> None:
+    last = stage1_run_dir(tiny_config(fixtures_dir, tmp_path), "rgb") / "checkpoints" / "last.ckpt"
     last.parent.mkdir(parents=True)
     last.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=f"{last}: refused to load: not a checkpoint of weights"):
-        fit_stage1(tiny_config(shared_dir, tmp_path, "train.resume=true"), "rgb")
+        fit_stage1(tiny_config(fixtures_dir, tmp_path, "train.resume=true"), "rgb")
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_last_checkpoint(
-    shared_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    fixtures_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     config_path = tmp_path / "nan.yaml"
     from structvpr.config import dump_config
 
-    dump_config(tiny_config(shared_dir, tmp_path / "runs", "train.inject_nan_at_step=4"), config_path)
+    dump_config(tiny_config(fixtures_dir, tmp_path / "runs", "train.inject_nan_at_step=4"), config_path)
     exit_code = structvpr_main(["train", "--config", str(config_path), "--stage", "1", "--branch", "rgb"])
     assert exit_code == 1
     message = capsys.readouterr().err

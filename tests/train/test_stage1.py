@@ -81,7 +81,9 @@ def test_training_raises_recall_and_writes_the_run(uninterrupted_run: Path) -> N
         assert torch.equal(value, best[f"network.{key}"]), key
 
 
-def test_resume_continues_and_matches_uninterrupted(fixtures_dir: Path, tmp_path: Path, uninterrupted_run: Path) -> None:
+def test_resume_continues_and_matches_uninterrupted(
+    fixtures_dir: Path, tmp_path: Path, uninterrupted_run: Path
+) -> None:
     fit_stage1(tiny_config(fixtures_dir, tmp_path, "train.epochs=1"), "rgb")
     last = stage1_run_dir(tiny_config(fixtures_dir, tmp_path), "rgb") / "checkpoints" / "last.ckpt"
     stopped = torch.load(last, map_location="cpu", weights_only=True)

@@ -82,8 +82,7 @@ def load_rgb(path: str | Path, max_side: int | None = None, max_pixels: int = MA
                         path, f"image is {image.width}x{image.height} pixels, above the limit of {max_pixels}"
                     )
                 image.load()
-                image = ImageOps.exif_transpose(image)
-                rgb = _to_rgb(image)
+                rgb = _to_rgb(ImageOps.exif_transpose(image))
     except BadImageError:
         raise
     except (
@@ -96,7 +95,7 @@ def load_rgb(path: str | Path, max_side: int | None = None, max_pixels: int = MA
     ) as error:
         raise BadImageError(path, f"cannot decode image ({type(error).__name__}: {error})") from error
     if max_side is not None and max(rgb.size) > max_side:
-        rgb.thumbnail((max_side, max_side), Image.BILINEAR)
+        rgb.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
     return rgb
 
 
@@ -124,7 +123,7 @@ def image_transform(
 
     def transform(image: Image.Image) -> torch.Tensor:
         if image.size != (width, height):
-            image = image.resize((width, height), Image.BILINEAR)
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
         array = np.asarray(image, dtype=np.float32) / 255.0
         tensor = torch.from_numpy(array.copy()).permute(2, 0, 1)
         return (tensor - mean_t) / std_t

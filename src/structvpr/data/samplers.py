@@ -59,9 +59,9 @@ class PlaceBatchSampler(Sampler[list[int]]):
             raise ValueError("places_per_batch and images_per_place must be >= 1")
         if small_places not in ("replacement", "skip"):
             raise ValueError(f"small_places must be 'replacement' or 'skip', got {small_places!r}")
-        places = np.asarray(places, dtype=np.int64).reshape(-1)
-        order = np.argsort(places, kind="stable")
-        labels, starts = np.unique(places[order], return_index=True)
+        place_labels = np.asarray(places, dtype=np.int64).reshape(-1)
+        order = np.argsort(place_labels, kind="stable")
+        labels, starts = np.unique(place_labels[order], return_index=True)
         members = np.split(order, starts[1:]) if len(order) else []
         self.indices_of_place = {int(label): group for label, group in zip(labels, members, strict=False)}
         self.eligible = np.array(

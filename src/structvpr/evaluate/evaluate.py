@@ -10,6 +10,7 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -90,7 +91,7 @@ def evaluate_dataset(
     `num_preds_to_save` > 0 writes one image per query with its top-N predictions.
     Recall values in the dict are fractions; queries without positives are excluded and counted.
     """
-    config = getattr(model, "config", None)
+    config: Any = getattr(model, "config", None)  # a ModelConfig, or None for a bare nn.Module
     image_size = image_size if image_size is not None else getattr(config, "image_size", None)
     mean = mean if mean is not None else getattr(config, "mean", None)
     std = std if std is not None else getattr(config, "std", None)
@@ -133,7 +134,7 @@ def evaluate_dataset(
     result = recall_from_predictions(predictions, positives_per_query, recall_values)
     print(format_result_line(dataset, result), flush=True)
 
-    summary = {
+    summary: dict[str, Any] = {
         "dataset": dataset.name,
         "split": dataset.split,
         "root": str(dataset.root),

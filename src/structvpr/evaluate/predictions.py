@@ -26,7 +26,7 @@ def _thumbnail(path: Path, height: int, colour: tuple[int, int, int], caption: s
     except BadImageError:
         image = Image.new("RGB", (height, height), (40, 40, 40))  # keep the row; the file is named in the CSV
     width = max(1, round(image.width * height / image.height))
-    image = image.resize((width, height), Image.BILINEAR)
+    image = image.resize((width, height), Image.Resampling.BILINEAR)
     framed = Image.new("RGB", (width + 2 * BORDER_PX, height + 2 * BORDER_PX), colour)
     framed.paste(image, (BORDER_PX, BORDER_PX))
     draw = ImageDraw.Draw(framed)

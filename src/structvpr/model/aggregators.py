@@ -86,6 +86,7 @@ class NetVLAD(nn.Module):
         kmeans = faiss.Kmeans(self.in_channels, self.clusters, niter=100, seed=seed, verbose=False)
         kmeans.train(descriptors)
         centroids = kmeans.centroids
+        assert centroids is not None  # set by train()
         index = faiss.IndexFlatL2(self.in_channels)
         index.add(centroids)
         squared_distances, _ = index.search(descriptors, 2)
@@ -94,6 +95,7 @@ class NetVLAD(nn.Module):
         centroids_t = torch.from_numpy(centroids).to(self.centroids)
         self.centroids.copy_(centroids_t)
         self.assignment.weight.copy_((2.0 * self.alpha * centroids_t)[:, :, None, None])
+        assert self.assignment.bias is not None  # built with bias=True
         self.assignment.bias.copy_(-self.alpha * centroids_t.norm(dim=1) ** 2)
 
 

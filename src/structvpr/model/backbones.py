@@ -8,6 +8,7 @@ level i, which gives one forward for all and lets `freeze_stages(n)` fix the fir
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -34,7 +35,7 @@ BACKBONE_NORMALISATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] =
 class MultiLevelBackbone(nn.Module):
     """Four stages in sequence; forward returns each stage's output: [B, C_l, H/s_l, W/s_l], s = 4, 8, 16, 32."""
 
-    def __init__(self, stages: list[nn.Module], channels: list[int]) -> None:
+    def __init__(self, stages: Sequence[nn.Module], channels: Sequence[int]) -> None:
         super().__init__()
         if len(stages) != 4 or len(channels) != 4:
             raise ValueError("a backbone needs exactly 4 stages (strides 4, 8, 16, 32)")
@@ -143,18 +144,23 @@ def adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
         new_conv = nn.Conv2d(
             in_channels,
             conv.out_channels,
-            conv.kernel_size,
-            stride=conv.stride,
-            padding=conv.padding,
+            _pair(conv.kernel_size),
+            stride=_pair(conv.stride),
+            padding=conv.padding if isinstance(conv.padding, str) else _pair(conv.padding),
             bias=conv.bias is not None,
         )
     with torch.no_grad():
         grey_kernel = conv.weight.sum(dim=1, keepdim=True)  # response to a grey input of value 1
         grey_levels = torch.linspace(-1.0, 1.0, in_channels) if in_channels > 1 else torch.ones(1)
         new_conv.weight.copy_(grey_kernel * grey_levels.view(1, -1, 1, 1).to(grey_kernel))
-        if conv.bias is not None:
+        if conv.bias is not None and new_conv.bias is not None:
             new_conv.bias.copy_(conv.bias)
     return new_conv
+
+
+def _pair(values: tuple[int, ...]) -> tuple[int, int]:
+    """A Conv2d's (height, width) setting as the 2-tuple its constructor takes."""
+    return values[0], values[1]
 
 
 def build_backbone(

@@ -131,7 +131,7 @@ class EfficientNetLite0(nn.Module):
 
     def __init__(self, num_classes: int | None = 1000, drop_connect_rate: float = 0.2, in_channels: int = 3) -> None:
         super().__init__()
-        self._conv_stem = Conv2dSame(in_channels, STEM_CHANNELS, 3, stride=2)
+        self._conv_stem: nn.Conv2d = Conv2dSame(in_channels, STEM_CHANNELS, 3, stride=2)  # adapt_first_conv may swap it
         self._bn0 = _batch_norm(STEM_CHANNELS)
         specs = [
             (k, s if i == 0 else 1, e, c_in if i == 0 else c_out, c_out)

@@ -99,7 +99,7 @@ def pool_level_masks(class_masks: torch.Tensor, size: Sequence[int]) -> torch.Te
     """
     if tuple(class_masks.shape[-2:]) == tuple(size):
         return class_masks
-    return F.adaptive_avg_pool2d(class_masks, tuple(size))
+    return F.adaptive_avg_pool2d(class_masks, (size[0], size[1]))
 
 
 def masked_pool(

@@ -50,6 +50,7 @@ def save_model_file(model: VPRNet, path: str | Path, metadata: dict[str, Any] | 
 
     metadata = _json_safe(dict(metadata or {}))
     config: ModelConfig = model.config
+    assert config.mean is not None and config.std is not None  # filled in by ModelConfig.__post_init__
     content = {
         "format": MODEL_FORMAT,
         "format_version": FORMAT_VERSION,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 import torch
@@ -120,6 +121,10 @@ class MergeTable:
         """uint8 [K, 3]: each group drawn in the Cityscapes colour of its first class."""
         return np.array([CITYSCAPES_COLORS[ids[0]] for ids in self.groups], dtype=np.uint8)
 
+    @overload
+    def merge(self, label_map: np.ndarray, source: str | Path | None = None) -> np.ndarray: ...
+    @overload
+    def merge(self, label_map: torch.Tensor, source: str | Path | None = None) -> torch.Tensor: ...
     def merge(
         self, label_map: np.ndarray | torch.Tensor, source: str | Path | None = None
     ) -> np.ndarray | torch.Tensor:
@@ -140,16 +145,16 @@ class MergeTable:
                     f"outside merge table '{self.name}' (valid: 0..18 and 255)"
                 )
             return torch.as_tensor(self.lookup, device=ids.device)[ids]
-        ids = np.asarray(label_map)
-        if ids.size and (ids.min() < 0 or ids.max() > IGNORE_ID):
+        array_ids = np.asarray(label_map)
+        if array_ids.size and (array_ids.min() < 0 or array_ids.max() > IGNORE_ID):
             raise LabelMapValueError(f"{where}label ids outside 0..255")
-        bad = (ids >= NUM_CITYSCAPES_CLASSES) & (ids != IGNORE_ID)
+        bad = (array_ids >= NUM_CITYSCAPES_CLASSES) & (array_ids != IGNORE_ID)
         if bad.any():
             raise LabelMapValueError(
-                f"{where}label map holds ids {sorted(np.unique(ids[bad]).tolist())} "
+                f"{where}label map holds ids {sorted(np.unique(array_ids[bad]).tolist())} "
                 f"outside merge table '{self.name}' (valid: 0..18 and 255)"
             )
-        return self.lookup[ids.astype(np.intp, copy=False)]
+        return self.lookup[array_ids.astype(np.intp, copy=False)]
 
 
 def _class_id(entry: object, source: str) -> int:

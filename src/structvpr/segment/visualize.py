@@ -35,7 +35,7 @@ def side_by_side(image: Image.Image, labels: np.ndarray, table: MergeTable | Non
     """One RGB picture: the image, the raw coloured labels and (with `table`) the merged labels,
     left to right at the label map's size."""
     height, width = np.asarray(labels).shape
-    panels = [np.asarray(image.convert("RGB").resize((width, height), Image.BILINEAR)), colorize(labels)]
+    panels = [np.asarray(image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)), colorize(labels)]
     if table is not None:
         panels.append(colorize(labels, table))
     return Image.fromarray(np.concatenate(panels, axis=1))

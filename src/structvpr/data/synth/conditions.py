@@ -122,8 +122,6 @@ class AppearanceShift:
 
     @staticmethod
     def draw(condition: Condition, rng: np.random.Generator) -> AppearanceShift:
-        return AppearanceShift(
-            float(rng.uniform(*condition.exposure)),
-            tuple(float(v) for v in rng.uniform(0.94, 1.06, 3)),
-            float(rng.uniform(0.9, 1.1)),
-        )
+        exposure = float(rng.uniform(*condition.exposure))
+        red, green, blue = (float(v) for v in rng.uniform(0.94, 1.06, 3))
+        return AppearanceShift(exposure, (red, green, blue), float(rng.uniform(0.9, 1.1)))

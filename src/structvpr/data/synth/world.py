@@ -65,7 +65,9 @@ def split_counts(num_places: int, fractions: tuple[float, float, float]) -> list
     return [int(c) for c in counts]
 
 
-def _street_positions(rng: np.random.Generator, start: float, count: int, step=(50.0, 80.0)):
+def _street_positions(
+    rng: np.random.Generator, start: float, count: int, step: tuple[float, float] = (50.0, 80.0)
+) -> np.ndarray:
     return start + np.concatenate([[0.0], np.cumsum(rng.uniform(*step, size=count - 1))])
 
 
@@ -93,8 +95,9 @@ def _candidate_places(streets_x, inner_y, direction_x, direction_y, spacing):
     return candidates
 
 
-def _assign_splits(candidates, counts):
-    places, min_x, index = [], -math.inf, 0
+def _assign_splits(candidates: list[tuple[float, float, float, int]], counts: list[int]) -> list[Place] | None:
+    places: list[Place] = []
+    min_x, index = -math.inf, 0
     for split, count in zip(SPLITS, counts, strict=True):
         taken = 0
         while taken < count and index < len(candidates):
@@ -180,7 +183,9 @@ def _fill_block(b, rng, sx0, sy0, sx1, sy1, patches) -> None:
             a += width
 
 
-def _rect(axis, a0, a1, front, inward, d0, d1):
+def _rect(
+    axis: int, a0: float, a1: float, front: float, inward: float, d0: float, d1: float
+) -> tuple[float, float, float, float]:
     """Side-frame rectangle (along a0..a1, depth d0..d1 from the front line) -> x0, y0, x1, y1."""
     f0, f1 = front + inward * d0, front + inward * d1
     return (a0, min(f0, f1), a1, max(f0, f1)) if axis == 0 else (min(f0, f1), a0, max(f0, f1), a1)

@@ -13,8 +13,10 @@ import io
 import json
 import multiprocessing
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 from PIL import Image
 from tqdm import tqdm
@@ -171,7 +173,7 @@ def generate_town(
         tuple(query_conditions),
         database_condition,
         same_condition_fraction,
-        tuple(split_fractions),
+        cast("tuple[float, float, float]", tuple(split_fractions)),  # a YAML list becomes a tuple
         jitter,
         hfov_deg,
         jpeg_quality,
@@ -215,6 +217,7 @@ def generate_town(
             if old.suffix in (".jpg", ".png") and old not in wanted:
                 old.unlink()
     bar = tqdm(total=len(todo), desc="synth", unit="img", disable=not progress)
+    encoded: Iterator[tuple[bytes, bytes]]
     with contextlib.ExitStack() as stack:
         if workers > 1 and len(todo) > 1:
             pool = stack.enter_context(

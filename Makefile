@@ -3,8 +3,9 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.structvpr-installed
+LINT_STAMP := $(VENV)/.structvpr-lint-installed
 
-.PHONY: demo test test-fast bench install clean
+.PHONY: demo test test-fast lint bench install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +17,10 @@ $(STAMP): $(PY) pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+$(LINT_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[lint]"
+	touch $(LINT_STAMP)
+
 demo: $(STAMP)
 	$(VENV)/bin/structvpr demo
 
@@ -24,6 +29,12 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# ruff (lint + format check, config in pyproject.toml) and mypy on the package.
+lint: $(LINT_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy src
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from structvpr.config import config_to_dict, load_config
-from structvpr.train.lightning_vpr import VPRLightningModule
-from structvpr.train.partition import load_teacher_cache, save_teacher_cache
+from structvpr.train.vpr_module import VPRLightningModule
+from structvpr.train.teacher_cache import load_teacher_cache, save_teacher_cache
 from structvpr.train.stage2 import Stage2Module
 
 

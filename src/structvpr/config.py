@@ -92,13 +92,13 @@ class StructVPRConfig:
     merge_table: str = "structural-6"
     variant: str = "lmc"  # mlp | lc | mc | lmc
     exclude_dynamic: bool = True
-    lambda_g: float = 1.0
+    lambda_g: float = 2.0
     lambda_l: float = 0.5
     lambda_a: float = 0.1
     group_threshold_k: int = 1
     group_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.0])
-    stage2_epochs: int | None = None  # None = train.epochs
-    stage2_lr: float | None = None  # None = train.lr
+    stage2_epochs: int | None = None  # None = train.epochs; 0 is refused
+    stage2_lr: float | None = None  # None = train.lr; 0 is refused
     # label-specific features (model/label_features.py)
     label_levels: list[int] = field(default_factory=lambda: [1, 2, 3])  # backbone levels (strides 8, 16, 32)
     label_dim: int = 128
@@ -115,6 +115,40 @@ class StructVPRConfig:
     weight_normalization: str = "batch"  # how per-sample weights are normalised in a batch
     uniform_weights: bool = False  # ablation: every sample weight = 1
     always_project: bool = False  # learned projection even when student and teacher dims match
+    # Distillation levers (docs/method.md, "Levers"); the defaults are the measured winner.
+    distill_target: str = "combined"  # combined = normalise([g ; l]) | global = g; the partition ranks with it
+    distill_loss: str = "contrastive"  # contrastive (InfoNCE vs a bank) | cosine | relational
+    contrastive_positives: str = "place"  # place: same-place teacher rows are positives | self: own row only
+    contrastive_temperature: float = 0.1
+    contrastive_bank_size: int = 4096  # cached teacher rows per step (all rows when the set is smaller)
+    projector_hidden: int = 512  # training-only MLP student -> teacher space; 0 = linear
+    relational_temperatures: list[float] = field(default_factory=lambda: [0.05, 0.1])  # teacher, student
+    distill_schedule: str = "constant"  # constant | linear_fade | cosine_fade (of lambda_g and lambda_l)
+    label_distill: str = "both"  # units | descriptor | both (descriptor trains the weighting module)
+    alignment: str = "contrastive"  # contrastive (other places are negatives) | pairs (positives only)
+    alignment_temperature: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("stage2_epochs", "stage2_lr"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"structvpr.{name} must be > 0 or null (= the train section's value), got {value}")
+        choices = {
+            "distill_target": ("combined", "global"),
+            "distill_loss": ("contrastive", "cosine", "relational"),
+            "contrastive_positives": ("place", "self"),
+            "distill_schedule": ("constant", "linear_fade", "cosine_fade"),
+            "label_distill": ("units", "descriptor", "both"),
+            "alignment": ("contrastive", "pairs"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"structvpr.{name} {getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        if len(self.relational_temperatures) != 2 or min(self.relational_temperatures) <= 0:
+            raise ConfigError(
+                "structvpr.relational_temperatures must be [teacher, student], both > 0, "
+                f"got {self.relational_temperatures}"
+            )
 
 
 @dataclass

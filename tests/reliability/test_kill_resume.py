@@ -102,7 +102,7 @@ def test_killed_training_resumes_to_completion_and_every_file_loads(training_run
 
 @pytest.mark.slow
 def test_killed_training_reaches_the_uninterrupted_weights_and_recalls(training_runs: dict) -> None:
-    """Exact on CPU: stochastic depth is reseeded per batch (lightning_vpr.on_train_batch_start), so
+    """Exact on CPU: stochastic depth is reseeded per batch (vpr_module.on_train_batch_start), so
     the RNG draws Lightning makes around a resume cannot shift the masks (it did, when the reseed was
     per epoch)."""
     run_dir, uninterrupted_training = training_runs["run_dir"], training_runs["reference"]
@@ -156,7 +156,8 @@ def _write_stage1_models(config_path: Path, seed: int) -> tuple[Path, Path]:
 
 def _partition_outputs(folder: Path) -> dict[str, np.ndarray]:
     """The partition's arrays and the teacher cache's arrays, for comparing two runs."""
-    from structvpr.train.partition import load_partition, load_teacher_cache
+    from structvpr.train.partition_file import load_partition
+    from structvpr.train.teacher_cache import load_teacher_cache
 
     partition = load_partition(folder / "partition.npz")
     cache = load_teacher_cache(folder / "teacher_cache")
@@ -165,7 +166,7 @@ def _partition_outputs(folder: Path) -> dict[str, np.ndarray]:
         "groups": partition.groups,
         "weights": partition.weights,
         "paths": np.asarray(partition.sample_paths),
-        "cache_global": np.asarray(cache.global_descriptors),
+        "cache_targets": np.asarray(cache.targets),
         "cache_weights": np.asarray(cache.weights),
         "cache_units": np.asarray(cache.units, dtype=np.float32),
     }
@@ -173,11 +174,8 @@ def _partition_outputs(folder: Path) -> dict[str, np.ndarray]:
 
 def _assert_partition_state_readable(folder: Path) -> None:
     """After a kill, each partition output is either absent, complete, or refused as incomplete."""
-    from structvpr.train.partition import (
-        PartitionFileError,
-        load_partition,
-        load_teacher_cache,
-    )
+    from structvpr.train.partition_file import PartitionFileError, load_partition
+    from structvpr.train.teacher_cache import load_teacher_cache
 
     if (folder / "partition.npz").exists():
         load_partition(folder / "partition.npz")
@@ -243,7 +241,8 @@ def test_partition_killed_while_rewriting_the_cache_never_leaves_a_mixed_cache(
 ) -> None:
     from structvpr.io_utils import sha256_of_file
     from structvpr.model.branches import load_seg_branch, save_seg_branch
-    from structvpr.train.partition import PartitionFileError, load_teacher_cache
+    from structvpr.train.partition_file import PartitionFileError
+    from structvpr.train.teacher_cache import load_teacher_cache
 
     out = tmp_path / "partition"
     shutil.copytree(partition_setup["root"] / "reference", out)  # a complete cache of teacher A
@@ -262,7 +261,7 @@ def test_partition_killed_while_rewriting_the_cache_never_leaves_a_mixed_cache(
         out,
         "--teacher",
         teacher_b,
-        pattern=r"/global_descriptors\.npy$",
+        pattern=r"/targets\.npy$",
         when="after",
     )
     try:

@@ -117,7 +117,7 @@ def _load_seg_branch(path: Path) -> None:
 
 
 def _load_teacher(path: Path) -> None:
-    from structvpr.train.partition import load_teacher
+    from structvpr.train.partition_run import load_teacher
 
     load_teacher(path)
 
@@ -241,7 +241,7 @@ def test_place_index_with_a_hostile_metadata_array_is_refused(tmp_path: Path, ma
 
 
 def test_partition_file_with_a_hostile_array_is_refused(tmp_path: Path, marker: Path) -> None:
-    from structvpr.train.partition import PartitionFileError, load_partition
+    from structvpr.train.partition_file import PartitionFileError, load_partition
 
     hostile = np.array([CreatesMarker(marker)], dtype=object)
     np.savez(
@@ -258,15 +258,12 @@ def test_partition_file_with_a_hostile_array_is_refused(tmp_path: Path, marker: 
 
 
 def test_teacher_cache_with_a_hostile_array_is_refused(tmp_path: Path, marker: Path) -> None:
-    from structvpr.train.partition import (
-        PartitionFileError,
-        load_teacher_cache,
-        save_teacher_cache,
-    )
+    from structvpr.train.partition_file import PartitionFileError
+    from structvpr.train.teacher_cache import load_teacher_cache, save_teacher_cache
 
     cache = tmp_path / "teacher_cache"
-    save_teacher_cache(cache, ["a.jpg"], np.ones((1, 4)), None, None, np.ones(1), {})
-    hostile_npy(cache / "global_descriptors.npy", marker)
+    save_teacher_cache(cache, ["a.jpg"], np.ones((1, 4)), np.zeros(1), np.ones(1), {})
+    hostile_npy(cache / "targets.npy", marker)
     with pytest.raises(PartitionFileError, match=r"teacher_cache: unreadable teacher cache .*Python objects"):
         load_teacher_cache(cache)
 

@@ -8,15 +8,17 @@ import numpy as np
 import pytest
 
 from structvpr.train.partition import (
-    Partition,
-    PartitionFileError,
     assign_groups,
     best_positive_ranks,
     group_weights,
+    smooth_weights,
+)
+from structvpr.train.partition_file import (
+    Partition,
+    PartitionFileError,
     load_partition,
     save_histogram_plot,
     save_partition,
-    smooth_weights,
 )
 
 

@@ -101,12 +101,10 @@ def _write_stage1_models(config) -> tuple[Path, Path]:
 
 
 def test_partition_cache_and_stage2_run(tiny_run) -> None:
-    from structvpr.train.partition import (
-        load_partition,
-        load_teacher_cache,
-        run_partition,
-    )
+    from structvpr.train.partition_file import load_partition
+    from structvpr.train.partition_run import run_partition
     from structvpr.train.stage2 import run_stage2
+    from structvpr.train.teacher_cache import load_teacher_cache
 
     _, config = tiny_run
     teacher_path, student_path = _write_stage1_models(config)
@@ -128,13 +126,14 @@ def test_partition_cache_and_stage2_run(tiny_run) -> None:
 
 
 def _module_and_batch(config, weights: list[float]):
-    from structvpr.train.partition import TeacherCache
-    from structvpr.train.stage2 import Stage2DataModule, Stage2Module
+    from structvpr.train.datamodule import Stage2DataModule
+    from structvpr.train.stage2 import Stage2Module
+    from structvpr.train.teacher_cache import TeacherCache
 
     datamodule = Stage2DataModule(config)
     datamodule.setup("fit")
     torch.manual_seed(0)
-    module = Stage2Module(config_to_dict(config), {"global_dim": 1280, "unit_dim": 128, "num_units": 15})
+    module = Stage2Module(config_to_dict(config), {"target_dim": 3200, "unit_dim": 128, "label_dim": 1920})
     indices = [0, 1, 4, 5]
     batch = torch.utils.data.default_collate([datamodule.train_set[i] for i in indices])
     count = len(datamodule.train_set)
@@ -142,7 +141,9 @@ def _module_and_batch(config, weights: list[float]):
     cache = TeacherCache(
         Path("."),
         [str(p) for p in datamodule.train_set.paths],
-        generator.normal(size=(count, 1280)).astype(np.float32),
+        generator.normal(size=(count, 3200)).astype(np.float32),
+        np.asarray(datamodule.train_set.places, dtype=np.int64),
+        generator.normal(size=(count, 1920)).astype(np.float16),
         generator.normal(size=(count, 15, 128)).astype(np.float16),
         np.ones((count, 15), bool),
         np.zeros(count, np.float32),
@@ -167,12 +168,15 @@ def test_g4_sample_teacher_outputs_do_not_change_the_stage2_gradient(tiny_run) -
 
     before = gradients()
     g4 = indices[2]  # weight 0: group G4
-    cache.global_descriptors[g4] = -cache.global_descriptors[g4] + 3.0
+    cache.targets[g4] = -cache.targets[g4] + 3.0
     cache.units[g4] = np.random.default_rng(5).normal(size=cache.units[g4].shape).astype(np.float16)
+    cache.label_descriptors[g4] = -cache.label_descriptors[g4]
+    module.attach_teacher(cache)  # the contrastive bank is re-read
     after = gradients()
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(before, after, strict=False))
     other = indices[0]  # weight 1: its teacher outputs do matter
-    cache.global_descriptors[other] = -cache.global_descriptors[other]
+    cache.targets[other] = -cache.targets[other]
+    module.attach_teacher(cache)
     changed = gradients()
     assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(after, changed, strict=False))
 

@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the partition and print where the results are."""
     from structvpr.config import load_config
-    from structvpr.train.partition import run_partition
+    from structvpr.train.partition_run import run_partition
 
     overrides = list(args.overrides) + ([f"train.output_dir={args.output_dir}"] if args.output_dir else [])
     config = load_config(args.config, overrides)

@@ -71,3 +71,20 @@ def level_masks(one_hot: torch.Tensor, sizes: Sequence[Sequence[int]]) -> list[t
     fraction of the cell that is labelled (1 where nothing is ignored).
     """
     return [F.adaptive_avg_pool2d(one_hot, (int(h), int(w))) for h, w in sizes]
+
+
+def teacher_input(label_maps: torch.Tensor, merge_table, in_channels: int, size: Sequence[int]) -> torch.Tensor:
+    """The one label-map -> teacher-input encoder (training, partition, pipeline and demo use it).
+
+    label_maps: trainIds uint8 [B, H, W]; merge_table: a segment.classes.MergeTable with K groups;
+    in_channels: the teacher's input channels, K, or K + 1 when it was built with a boundary channel;
+    size: the teacher's (h, w). Returns float32 [B, in_channels, h, w]. Raises ValueError for any
+    other channel count.
+    """
+    classes = merge_table.num_classes
+    if in_channels not in (classes, classes + 1):
+        raise ValueError(
+            f"the teacher takes {in_channels} input channels but merge table {merge_table.name!r} has "
+            f"K = {classes} classes (expected K, or K + 1 with a boundary channel)"
+        )
+    return slme_one_hot(merge_table.merge(label_maps), classes, size=size, boundary=in_channels == classes + 1)

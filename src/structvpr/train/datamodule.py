@@ -139,3 +139,21 @@ class VPRDataModule(L.LightningDataModule):
             shuffle=False,
             num_workers=self.config.data.num_workers,
         )
+
+
+class Stage2DataModule(VPRDataModule):
+    """The Stage I RGB data module whose training batches also carry 'label_map' (trainIds [B, H, W]).
+
+    The partition reads its training set too, so the teacher cache rows follow Stage II's item order.
+    """
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config, "rgb")
+        self.with_labels = True  # validation stays RGB-only: the flag is read when the sets are built
+
+    def val_dataloader(self) -> DataLoader:
+        self.with_labels = False
+        try:
+            return super().val_dataloader()
+        finally:
+            self.with_labels = True

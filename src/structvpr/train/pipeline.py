@@ -64,7 +64,8 @@ def _with_structvpr(config: Config, **changes) -> Config:
     return dataclasses.replace(config, structvpr=dataclasses.replace(config.structvpr, **changes))
 
 
-def _evaluation_items(dataset, config: Config, with_labels: bool):
+def evaluation_items(dataset, config: Config, with_labels: bool):
+    """A DataLoader over the database then the query images of `dataset` (with label maps if asked)."""
     from torch.utils.data import DataLoader
 
     from structvpr.data.training_set import PlaceTrainingSet
@@ -84,16 +85,16 @@ def _evaluation_items(dataset, config: Config, with_labels: bool):
 def describe_dataset(model, dataset, config: Config, device: str, teacher: bool = False) -> np.ndarray:
     """Descriptors float32 [Nd + Nq, D] of the database then the queries (teacher: from label maps)."""
     from structvpr.segment.classes import load_merge_table
-    from structvpr.segment.slme import slme_one_hot
+    from structvpr.segment.slme import teacher_input
 
     merge_table = load_merge_table(config.structvpr.merge_table) if teacher else None
     outputs = []
     model = model.to(device).eval()
     with torch.no_grad():
-        for batch in _evaluation_items(dataset, config, with_labels=teacher):
+        for batch in evaluation_items(dataset, config, with_labels=teacher):
             if teacher:
-                inputs = slme_one_hot(
-                    merge_table.merge(batch["label_map"]), merge_table.num_classes, size=model.config.image_size
+                inputs = teacher_input(
+                    batch["label_map"], merge_table, model.config.in_channels, model.config.image_size
                 )
             else:
                 inputs = batch["image"]
@@ -145,7 +146,7 @@ def run_all(
     from structvpr.model.branches import load_seg_branch
     from structvpr.model.model_file import load_model_file
     from structvpr.train.datamodule import open_source
-    from structvpr.train.partition import run_partition
+    from structvpr.train.partition_run import run_partition
     from structvpr.train.stage1 import run_stage1
     from structvpr.train.stage2 import run_stage2
 
@@ -156,7 +157,7 @@ def run_all(
     if unknown:
         raise ValueError(f"unknown ablations {unknown} (choose from {', '.join(DEFAULT_ABLATIONS)})")
     stage1_epochs = config.train.epochs
-    stage2_epochs = config.structvpr.stage2_epochs or config.train.epochs
+    stage2_epochs = config.train.epochs if config.structvpr.stage2_epochs is None else config.structvpr.stage2_epochs
 
     timings: dict[str, float] = {}  # seconds per stage run in this call (reused stages are absent)
 

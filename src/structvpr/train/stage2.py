@@ -1,12 +1,16 @@
 """Stage II: the RGB student trained with the VPR loss + sample-weighted distillation + alignment.
 
-loss = L_vpr(student global)
-     + lambda_g * weighted global distillation   (student global vs cached teacher global)
-     + lambda_l * weighted label distillation    (student label units vs cached teacher units)
-     + lambda_a * semantic alignment             (student label units of same-place pairs)
-The teacher never runs here: its outputs and the partition weights come from the cache written by
-`structvpr partition`, so a step costs about a Stage I RGB step. The student starts from the Stage I
-RGB weights; `<run>/model.pt` holds only the plain VPRNet (no segmentation or label-feature code).
+loss = L_vpr(student global s)
+     + f(t) lambda_g * global distillation   (structvpr.distill_loss, default `contrastive`: InfoNCE of
+                                             Projector(s) against a bank of cached teacher targets,
+                                             same-place rows positive; `cosine`; `relational`)
+     + f(t) lambda_l * label distillation    (student label units and/or label descriptor vs the
+                                             teacher's; the descriptor term trains the weighting module)
+     + lambda_a * semantic alignment         (`contrastive`: other places are negatives; `pairs`)
+f(t) is `structvpr.distill_schedule`. Sample weights w_i come from the partition. The teacher never
+runs here: its outputs come from the cache written by the partition, so a step costs about a Stage I
+RGB step. The student starts from the Stage I RGB weights; `<run>/model.pt` holds only the plain
+VPRNet: the projector and the label head are training-only.
 """
 
 from __future__ import annotations
@@ -16,61 +20,63 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from structvpr.config import Config, config_to_dict, dump_config
 from structvpr.io_utils import atomic_write_text
 from structvpr.model.branches import label_feature_config_from
-from structvpr.model.label_features import LabelFeatureHead, mask_head_loss
-from structvpr.train.datamodule import VPRDataModule
+from structvpr.model.label_features import LabelFeatureHead, LabelFeatureOutput, mask_head_loss
 from structvpr.train.distill_losses import (
     GlobalDistillation,
     LabelDistillation,
+    Projection,
+    Projector,
+    contrastive_alignment,
+    contrastive_distillation,
+    descriptor_distillation,
+    relational_distillation,
+    schedule_factor,
     semantic_alignment,
 )
-from structvpr.train.lightning_vpr import NonFiniteLossError, VPRLightningModule
-from structvpr.train.partition import (
-    PartitionFileError,
-    TeacherCache,
-    load_teacher_cache,
+from structvpr.train.partition_file import PartitionFileError
+from structvpr.train.teacher_cache import TeacherCache, load_teacher_cache
+from structvpr.train.vpr_module import NonFiniteLossError, VPRLightningModule
+
+# Stage II options an ablation may override (stage2_settings keys).
+SETTING_NAMES = (
+    "lambda_g",
+    "lambda_l",
+    "lambda_a",
+    "lambda_mask",
+    "weight_normalization",
+    "uniform_weights",
+    "always_project",
+    "distill_loss",
+    "contrastive_positives",
+    "contrastive_temperature",
+    "contrastive_bank_size",
+    "projector_hidden",
+    "relational_temperatures",
+    "distill_schedule",
+    "label_distill",
+    "alignment",
+    "alignment_temperature",
 )
-
-
-class Stage2DataModule(VPRDataModule):
-    """The Stage I RGB data module whose training batches also carry 'label_map' (trainIds [B, H, W])."""
-
-    def __init__(self, config: Config) -> None:
-        super().__init__(config, "rgb")
-        self.with_labels = True  # validation stays RGB-only: the flag is read when the sets are built
-
-    def val_dataloader(self):
-        self.with_labels = False
-        try:
-            return super().val_dataloader()
-        finally:
-            self.with_labels = True
 
 
 def stage2_settings(config: Config) -> dict:
-    """Stage II options of the `structvpr` section, with defaults for keys the section may lack."""
-    structvpr = config.structvpr
-    return {
-        "lambda_g": float(structvpr.lambda_g),
-        "lambda_l": float(structvpr.lambda_l),
-        "lambda_a": float(structvpr.lambda_a),
-        "lambda_mask": float(getattr(structvpr, "lambda_mask", 0.1)),
-        "weight_normalization": getattr(structvpr, "weight_normalization", "batch"),
-        "uniform_weights": bool(getattr(structvpr, "uniform_weights", False)),
-        "always_project": bool(getattr(structvpr, "always_project", False)),
-    }
+    """The Stage II options of the `structvpr` section, as a plain dict (ablations override entries)."""
+    return {name: getattr(config.structvpr, name) for name in SETTING_NAMES}
 
 
 class Stage2Module(VPRLightningModule):
-    """The student: a VPRNet (`network`, the only exported part) + training-only label head and losses.
+    """The student: a VPRNet (`network`, the only exported part) + training-only label head,
+    projector and losses.
 
-    Validation, optimiser and per-epoch seeding are Stage I's. `teacher_dims` = {"global_dim",
-    "unit_dim" (None: teacher without label features), "num_units"} from the teacher cache.
-    `settings_overrides` replace entries of stage2_settings (ablations: lambdas, uniform_weights).
+    Validation, optimiser and per-batch seeding are Stage I's. `teacher_dims` = {"target_dim",
+    "unit_dim", "label_dim" (None: teacher without label features)} from the teacher cache.
+    `settings_overrides` replace entries of stage2_settings (ablations: lambdas, uniform_weights...).
     """
 
     def __init__(self, config: dict, teacher_dims: dict, settings_overrides: dict | None = None) -> None:
@@ -85,37 +91,130 @@ class Stage2Module(VPRLightningModule):
         )
         from structvpr.segment.classes import load_merge_table
 
+        unknown = set(settings_overrides or {}) - set(SETTING_NAMES)
+        if unknown:
+            raise ValueError(f"unknown Stage II settings {sorted(unknown)} (known: {', '.join(SETTING_NAMES)})")
         self.settings = {**stage2_settings(self.experiment), **dict(settings_overrides or {})}
+        settings = self.settings
         # Not `merge_table`: the Stage I module reads that name to decide it is the seg branch.
         self.label_merge_table = load_merge_table(self.experiment.structvpr.merge_table)
         self.label_config = label_feature_config_from(self.experiment.structvpr, self.label_merge_table)
-        self.global_distill = GlobalDistillation(
-            self.network.descriptor_dim,
-            int(teacher_dims["global_dim"]),
-            self.settings["weight_normalization"],
-            self.settings["always_project"],
+        student_dim, target_dim = self.network.descriptor_dim, int(teacher_dims["target_dim"])
+        self.projector = (
+            Projector(student_dim, target_dim, int(settings["projector_hidden"]))
+            if settings["distill_loss"] == "contrastive"
+            else None
         )
-        has_teacher_units = teacher_dims.get("unit_dim") is not None
-        self.use_label_distill = self.settings["lambda_l"] > 0 and has_teacher_units
-        self.use_alignment = self.settings["lambda_a"] > 0
+        self.global_distill = (
+            GlobalDistillation(student_dim, target_dim, settings["weight_normalization"], settings["always_project"])
+            if settings["distill_loss"] == "cosine"
+            else None
+        )
+        has_teacher_labels = teacher_dims.get("unit_dim") is not None
+        self.use_label_distill = settings["lambda_l"] > 0 and has_teacher_labels
+        self.use_alignment = settings["lambda_a"] > 0
         self.label_head = None
         if self.use_label_distill or self.use_alignment or self.label_config.mask_head:
             self.label_head = LabelFeatureHead(self.label_config, self.network.backbone_channels)
-        self.label_distill = (
-            LabelDistillation(
+        self.label_distill = None
+        self.label_projection = None
+        if self.use_label_distill:
+            self.label_distill = LabelDistillation(
                 self.label_config.label_dim,
                 int(teacher_dims["unit_dim"]),
-                self.settings["weight_normalization"],
-                self.settings["always_project"],
+                settings["weight_normalization"],
+                settings["always_project"],
             )
-            if self.use_label_distill
-            else None
-        )
+            assert self.label_head is not None
+            self.label_projection = Projection(
+                self.label_head.descriptor_dim, int(teacher_dims["label_dim"]), settings["always_project"]
+            )
         self.teacher: TeacherCache | None = None
+        self._bank: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def attach_teacher(self, cache: TeacherCache) -> None:
         """Use `cache` (aligned with the training items) for teacher outputs and sample weights."""
         self.teacher = cache
+        self._bank = None
+
+    def _bank_rows(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(targets [M, Dt], places [M], row ids [M]) of every cached row that may be distilled:
+        rows with weight 0 (G4, no positive) stay out, unless the weights are uniform."""
+        if self._bank is None or self._bank[0].device != device:
+            assert self.teacher is not None
+            rows = np.arange(len(self.teacher.sample_paths))
+            if not self.settings["uniform_weights"]:
+                rows = rows[np.asarray(self.teacher.weights) > 0]
+            self._bank = (
+                torch.from_numpy(np.asarray(self.teacher.targets[rows], dtype=np.float32)).to(device),
+                torch.from_numpy(np.asarray(self.teacher.places[rows], dtype=np.int64)).to(device),
+                torch.from_numpy(rows.astype(np.int64)).to(device),
+            )
+        return self._bank
+
+    def _global_loss(self, student: torch.Tensor, teacher: dict, indices: torch.Tensor, weights: torch.Tensor):
+        settings = self.settings
+        normalization = settings["weight_normalization"]
+        if settings["distill_loss"] == "relational":
+            teacher_temperature, student_temperature = settings["relational_temperatures"]
+            return relational_distillation(
+                student, teacher["target"], weights, teacher_temperature, student_temperature, normalization
+            )
+        if settings["distill_loss"] == "cosine":
+            assert self.global_distill is not None
+            return self.global_distill(student, teacher["target"], weights)
+        assert self.projector is not None
+        bank, bank_places, bank_rows = self._bank_rows(student.device)
+        size = int(settings["contrastive_bank_size"])
+        if len(bank) > size:  # a random subset, always with the batch's own places
+            chosen = torch.randperm(len(bank), device=bank.device)[:size]
+            own = torch.isin(bank_places, teacher["place"]).nonzero().squeeze(1)
+            chosen = torch.unique(torch.cat([chosen, own]))
+            bank, bank_places, bank_rows = bank[chosen], bank_places[chosen], bank_rows[chosen]
+        if settings["contrastive_positives"] == "place":
+            positives = teacher["place"].unsqueeze(1) == bank_places.unsqueeze(0)
+        else:
+            positives = indices.unsqueeze(1) == bank_rows.unsqueeze(0)
+        return contrastive_distillation(
+            self.projector(student),
+            bank,
+            positives,
+            weights,
+            float(settings["contrastive_temperature"]),
+            normalization,
+        )
+
+    def _label_loss(self, labels: LabelFeatureOutput, teacher: dict, weights: torch.Tensor) -> torch.Tensor:
+        mode = self.settings["label_distill"]
+        assert self.label_distill is not None and self.label_projection is not None
+        loss = labels.descriptor.sum() * 0.0
+        if mode in ("units", "both"):
+            presence = labels.unit_presence & teacher["unit_presence"]
+            loss = loss + self.label_distill(labels.units, teacher["units"], presence, weights)
+        if mode in ("descriptor", "both"):
+            loss = loss + descriptor_distillation(
+                self.label_projection(labels.descriptor),
+                teacher["label_descriptor"],
+                weights,
+                self.settings["weight_normalization"],
+            )
+        return loss
+
+    def _alignment_loss(self, labels: LabelFeatureOutput, place_labels: torch.Tensor) -> torch.Tensor:
+        if self.settings["alignment"] == "pairs":
+            return semantic_alignment(labels.units, labels.unit_areas, labels.unit_presence, place_labels)
+        return contrastive_alignment(
+            labels.units,
+            labels.unit_areas,
+            labels.unit_presence,
+            place_labels,
+            float(self.settings["alignment_temperature"]),
+        )
+
+    def schedule(self) -> float:
+        """Multiplier of lambda_g and lambda_l at the current optimiser step."""
+        total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 0
+        return schedule_factor(self.settings["distill_schedule"], int(self.global_step), total)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         images, place_labels, indices = batch["image"], batch["place"], batch["index"]
@@ -127,26 +226,25 @@ class Stage2Module(VPRLightningModule):
         parts = {"vpr": self.vpr_loss(global_descriptor, place_labels)}
         teacher = self.teacher.lookup(indices, global_descriptor.device)
         weights = torch.ones_like(teacher["weights"]) if settings["uniform_weights"] else teacher["weights"]
+        factor = self.schedule()
         if settings["lambda_g"] > 0:
-            parts["global"] = settings["lambda_g"] * self.global_distill(global_descriptor, teacher["global"], weights)
+            parts["global"] = (
+                factor * settings["lambda_g"] * self._global_loss(global_descriptor, teacher, indices, weights)
+            )
         if self.label_head is not None:
-            from structvpr.segment.slme import slme_one_hot
+            from structvpr.segment.slme import teacher_input
 
             table = self.label_merge_table
-            one_hot = slme_one_hot(table.merge(batch["label_map"]), table.num_classes)
+            label_maps = batch["label_map"]
+            one_hot = teacher_input(label_maps, table, table.num_classes, label_maps.shape[-2:])
             labels = self.label_head(levels, one_hot)
             if self.use_label_distill:
-                presence = labels.unit_presence & teacher["unit_presence"]
-                parts["label"] = settings["lambda_l"] * self.label_distill(
-                    labels.units, teacher["units"], presence, weights
-                )
+                parts["label"] = factor * settings["lambda_l"] * self._label_loss(labels, teacher, weights)
             if self.use_alignment:
-                parts["align"] = settings["lambda_a"] * semantic_alignment(
-                    labels.units, labels.unit_areas, labels.unit_presence, place_labels
-                )
+                parts["align"] = settings["lambda_a"] * self._alignment_loss(labels, place_labels)
             if labels.mask_logits is not None:
                 parts["mask"] = settings["lambda_mask"] * mask_head_loss(labels.mask_logits, one_hot)
-        loss = sum(parts.values())
+        loss = torch.stack(list(parts.values())).sum()
         if self.experiment.train.inject_nan_at_step == self.global_step:
             loss = loss * float("nan")
         finite = bool(torch.isfinite(loss))
@@ -163,6 +261,7 @@ class Stage2Module(VPRLightningModule):
         for name, value in parts.items():
             self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=batch_size)
         self.log("train/mean_weight", weights.mean(), on_step=False, on_epoch=True, batch_size=batch_size)
+        self.log("train/distill_factor", factor, on_step=False, on_epoch=True, batch_size=batch_size)
         return loss
 
 
@@ -199,28 +298,25 @@ def run_stage2(
     import lightning as L
 
     from structvpr.model.model_file import load_model_file, save_model_file
-    from structvpr.train.stage1 import best_weights, build_trainer
+    from structvpr.train.datamodule import Stage2DataModule
+    from structvpr.train.trainer import best_weights, build_trainer, check_run_dir
 
     root = Path(config.train.output_dir)
-    epochs = config.structvpr.stage2_epochs or config.train.epochs
-    learning_rate = config.structvpr.stage2_lr or config.train.lr
+    structvpr = config.structvpr
+    epochs = config.train.epochs if structvpr.stage2_epochs is None else structvpr.stage2_epochs
+    learning_rate = config.train.lr if structvpr.stage2_lr is None else structvpr.stage2_lr
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=epochs, lr=learning_rate))
     run_dir = stage2_run_dir(config, run_name)
     last_checkpoint = run_dir / "checkpoints" / "last.ckpt"
-    if config.train.resume and not last_checkpoint.is_file():
-        raise FileNotFoundError(f"{last_checkpoint}: no checkpoint to resume from")
-    if not config.train.resume and last_checkpoint.exists() and not config.train.overwrite:
-        raise ValueError(
-            f"{run_dir}: this run folder already has checkpoints; pass --resume, "
-            "--set train.overwrite=true, or choose another train.output_dir"
-        )
+    check_run_dir(config, last_checkpoint)
     cache = load_teacher_cache(cache_dir or root / "partition" / "teacher_cache")
+    if cache.target_name != structvpr.distill_target:
+        raise PartitionFileError(
+            f"{cache.directory}: the teacher cache holds the {cache.target_name!r} descriptor but "
+            f"structvpr.distill_target is {structvpr.distill_target!r}; run `structvpr partition` again"
+        )
     L.seed_everything(config.train.seed, workers=True, verbose=False)
-    teacher_dims = {
-        "global_dim": cache.global_dim,
-        "unit_dim": cache.unit_dim,
-        "num_units": None if cache.units is None else int(cache.units.shape[1]),
-    }
+    teacher_dims = {"target_dim": cache.target_dim, "unit_dim": cache.unit_dim, "label_dim": cache.label_dim}
     module = Stage2Module(config_to_dict(config), teacher_dims, settings_overrides)
     module.attach_teacher(cache)
     init_path = Path(init_model) if init_model else root / "stage1-rgb" / "model.pt"
@@ -229,8 +325,9 @@ def run_stage2(
         module.network.load_state_dict(initial.state_dict())
     datamodule = Stage2DataModule(config)
     datamodule.setup("fit")
+    assert datamodule.train_set is not None
     _check_cache_matches(cache, datamodule.train_set.paths)
-    if module.label_distill is not None and cache.units.shape[1] != _num_units(module):
+    if module.label_distill is not None and cache.units is not None and cache.units.shape[1] != _num_units(module):
         raise PartitionFileError(
             f"{cache.directory}: teacher has {cache.units.shape[1]} label units per image, "
             f"the student's label head {_num_units(module)}: use the same "

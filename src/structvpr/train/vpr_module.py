@@ -1,4 +1,6 @@
-"""Lightning module for Stage I: one VPRNet branch ("rgb" images or "seg" SLME label maps) + VPR loss.
+"""The VPR Lightning module: one VPRNet branch ("rgb" images or "seg" SLME label maps) + VPR loss,
+Recall@N validation and the optimiser. Stage I trains it as is; Stage II (train/stage2.py) subclasses
+it and adds the distillation losses, keeping its validation and optimiser.
 
 Batches are dicts (see train/datamodule.py): training 'image'/'label_map' + 'place' from the P x K
 sampler; validation 'image'/'label_map' + 'index' over the split's database followed by its queries.
@@ -70,10 +72,10 @@ class VPRLightningModule(L.LightningModule):
         """rgb: batch['image'] [B, 3, H, W]; seg: batch['label_map'] trainIds [B, H, W] -> SLME [B, K, H, W]."""
         if self.merge_table is None:
             return batch["image"]
-        from structvpr.segment.slme import slme_one_hot
+        from structvpr.segment.slme import teacher_input
 
-        merged = self.merge_table.merge(batch["label_map"])
-        return slme_one_hot(merged, self.merge_table.num_classes, size=self.network.config.image_size)
+        config = self.network.config
+        return teacher_input(batch["label_map"], self.merge_table, config.in_channels, config.image_size)
 
     def forward(self, batch: dict) -> torch.Tensor:
         """A batch dict -> L2-normalised descriptors float32 [B, D] of this branch."""

@@ -46,7 +46,7 @@ def _training_data_names(metadata: dict[str, Any]) -> list[str]:
 def save_model_file(model: VPRNet, path: str | Path, metadata: dict[str, Any] | None = None) -> None:
     """Write `model` (config, weights, preprocessing, descriptor dimension, training data names,
     code version) and `metadata` to `path` atomically. Weights are copied to the CPU first."""
-    from structvpr import __version__
+    from structvpr.version import __version__
 
     metadata = _json_safe(dict(metadata or {}))
     config: ModelConfig = model.config

@@ -34,7 +34,7 @@ from structvpr.segment.classes import (
 )
 
 if TYPE_CHECKING:
-    from structvpr.segment.segmenters import Segmenter
+    from structvpr.segment.segmenter import Segmenter
 
 VALID_IDS = np.zeros(256, dtype=bool)
 VALID_IDS[:NUM_CITYSCAPES_CLASSES] = True

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from structvpr.data.images import image_transform, load_rgb
+from structvpr.evaluate.descriptors import describe_batches
 from structvpr.index.place_index import PlaceIndex
 
 __all__ = ["BUILTIN_MODELS", "PlaceIndex", "StructVPRModel", "load"]
@@ -111,12 +112,9 @@ class StructVPRModel:
             "uint8 numpy arrays or tensors"
         )
 
-    def _run(self, batch: torch.Tensor) -> np.ndarray:
-        if self.network is not None:
-            with torch.inference_mode():
-                return self.network(batch.to(self.device)).float().cpu().numpy()
+    def _run_onnx(self, batch: torch.Tensor) -> np.ndarray:
         input_name = self.onnx_session.get_inputs()[0].name
-        return self.onnx_session.run(None, {input_name: batch.numpy()})[0].astype(np.float32)
+        return self.onnx_session.run(None, {input_name: batch.numpy()})[0]
 
     def describe(
         self, images: ImageLike | Iterable[ImageLike], batch_size: int = 32, progress: bool = False
@@ -130,16 +128,14 @@ class StructVPRModel:
         items = _as_items(images)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        output = np.empty((len(items), self.descriptor_dim), np.float32)
-        starts = range(0, len(items), batch_size)
-        if progress:
-            from tqdm import tqdm
-
-            starts = tqdm(starts, desc="describe", unit="batch")
-        for start in starts:
-            batch = torch.stack([self.preprocess(item) for item in items[start : start + batch_size]])
-            output[start : start + len(batch)] = self._run(batch)
-        return output
+        if not items:
+            return np.empty((0, self.descriptor_dim), np.float32)
+        batches = (
+            torch.stack([self.preprocess(item) for item in items[start : start + batch_size]])
+            for start in range(0, len(items), batch_size)
+        )
+        network = self.network if self.network is not None else self._run_onnx
+        return describe_batches(network, batches, len(items), device=self.device, progress=progress, desc="describe")
 
     __call__ = describe
 

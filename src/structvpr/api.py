@@ -215,6 +215,7 @@ def load(path_or_name: str | Path, device: str | torch.device = "cpu") -> Struct
             "not RGB (a seg-branch teacher?); describe() needs an RGB model"
         )
     config = network.config
+    assert config.mean is not None and config.std is not None  # filled in by ModelConfig.__post_init__
     return StructVPRModel(
         config.image_size, config.mean, config.std, network.descriptor_dim, info, device=device, network=network
     )

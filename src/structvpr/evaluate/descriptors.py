@@ -89,16 +89,16 @@ def describe_batches(
     all. allocate(shape) gives the writable output once D is known (default: an in-memory array);
     rows are written batch by batch, so a memory map keeps memory bounded.
     """
-    is_module = isinstance(network, nn.Module)
-    was_training = is_module and network.training
-    if is_module:
-        network.eval()
+    module = network if isinstance(network, nn.Module) else None
+    was_training = module is not None and module.training
+    if module is not None:
+        module.eval()
     output: np.ndarray | None = None
     start = 0
     try:
         with torch.inference_mode():
             for batch in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
-                rows = network(batch.to(device, non_blocking=True)) if is_module else network(batch)
+                rows = module(batch.to(device, non_blocking=True)) if module is not None else network(batch)
                 rows = rows.float().cpu().numpy() if isinstance(rows, torch.Tensor) else rows.astype(np.float32)
                 if start + len(rows) > count:
                     raise ValueError(f"describe_batches: more than the {count} rows announced")
@@ -107,8 +107,8 @@ def describe_batches(
                 output[start : start + len(rows)] = rows
                 start += len(rows)
     finally:
-        if is_module:
-            network.train(was_training)
+        if module is not None:
+            module.train(was_training)
     if start != count or output is None:
         raise ValueError(f"describe_batches: {start} rows described, {count} announced")
     return output

@@ -2,7 +2,7 @@
 
 A model file is a `torch.save` of one plain dict (tensors, strings, numbers, lists) and is read back
 with `torch.load(..., weights_only=True)`, so a file crafted to run code on unpickling is refused
-before anything executes. Keys: format, format_version, model_config (ModelConfig.to_dict()),
+before anything executes. Keys: format, format_version, model_config (`to_plain_dict(ModelConfig)`),
 state_dict, descriptor_dim, preprocessing (image_size [H, W], mean, std, resize), training_data
 (dataset names), code_version, created (UTC ISO time), metadata (JSON-safe copy of the caller's dict).
 """
@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from structvpr.dataclass_dict import from_plain_dict, to_plain_dict
 from structvpr.io_utils import atomic_torch_save
 from structvpr.model.vpr_net import ModelConfig, VPRNet, build_model
 
@@ -54,7 +55,7 @@ def save_model_file(model: VPRNet, path: str | Path, metadata: dict[str, Any] | 
     content = {
         "format": MODEL_FORMAT,
         "format_version": FORMAT_VERSION,
-        "model_config": config.to_dict(),
+        "model_config": to_plain_dict(config),
         "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
         "descriptor_dim": int(model.descriptor_dim),
         "preprocessing": {
@@ -131,7 +132,7 @@ def load_model_file(path: str | Path, map_location: str | torch.device = "cpu") 
     """
     content = read_model_file(path, map_location)
     try:
-        config = ModelConfig.from_dict(dict(content["model_config"]))
+        config = from_plain_dict(ModelConfig, content["model_config"], "model_config")
     except (TypeError, ValueError) as error:
         raise ModelFileError(f"{path}: invalid model config ({error})") from None
     # The state_dict follows: never read or require ImageNet weights here.

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +17,8 @@ FEATURE_STRIDES = (4, 8, 16, 32)
 
 @dataclass
 class ModelConfig:
-    """Everything needed to rebuild a VPRNet; stored as a plain dict in model files.
+    """Everything needed to rebuild a VPRNet; stored in model files as
+    `dataclass_dict.to_plain_dict(config)` and read back with `from_plain_dict(ModelConfig, ...)`.
 
     image_size is (H, W) in pixels; mean/std (per RGB channel, on [0, 1] pixels) default to what the
     backbone's pretrained weights expect (EfficientNet-Lite0: 0.5/0.5; ResNets: ImageNet).
@@ -59,22 +59,6 @@ class ModelConfig:
     def last_feature_size(self) -> tuple[int, int]:
         """(h, w) of the stride-32 feature map for `image_size` (every backbone rounds up)."""
         return (math.ceil(self.image_size[0] / 32), math.ceil(self.image_size[1] / 32))
-
-    def to_dict(self) -> dict:
-        """Plain JSON/YAML-safe dict (tuples become lists)."""
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> ModelConfig:
-        """Inverse of to_dict; unknown keys are an error that names them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
-        converted: dict[str, Any] = {
-            key: tuple(value) if isinstance(value, list) else value for key, value in values.items()
-        }
-        return cls(**converted)
 
 
 class VPRNet(nn.Module):

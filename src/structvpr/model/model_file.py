@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from structvpr.dataclass_dict import from_plain_dict, to_plain_dict
-from structvpr.io_utils import atomic_torch_save
+from structvpr.io_utils import atomic_torch_save, unpickling_refusal_reason
 from structvpr.model.vpr_net import ModelConfig, VPRNet, build_model
 
 MODEL_FORMAT = "structvpr-model"
@@ -91,14 +91,9 @@ def read_model_file(path: str | Path, map_location: str | torch.device = "cpu") 
         content = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         # weights_only's unpickler stops at the first global it does not allow (os.system, exec...).
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        reason = next(
-            (line for line in lines if line.lower().startswith(("unsupported", "trying to load"))),
-            lines[0] if lines else type(error).__name__,
-        )
         raise ModelFileError(
             f"{path}: refused to load: the file contains Python objects or code, not "
-            f"only weights and plain data ({reason[:200]})"
+            f"only weights and plain data ({unpickling_refusal_reason(error)})"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as error:
         raise ModelFileError(

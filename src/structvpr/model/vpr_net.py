@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,8 @@ class ModelConfig:
     backbone's pretrained weights expect (EfficientNet-Lite0: 0.5/0.5; ResNets: ImageNet).
     descriptor_dim None means no FC: the descriptor is the aggregator output.
     frozen_stages fixes the first backbone stages during training (0 = train all layers).
+    Fields `<aggregator>_<option>` (gem_p, netvlad_clusters, mixvpr_depth, ...) are the options of
+    that aggregator (`aggregator_options()`).
     """
 
     backbone: str = "efficientnet_lite0"
@@ -55,6 +58,12 @@ class ModelConfig:
         if self.descriptor_dim is not None and self.descriptor_dim < 1:
             raise ValueError(f"descriptor_dim must be positive or None, got {self.descriptor_dim}")
 
+    def aggregator_options(self) -> dict[str, Any]:
+        """The options of the chosen aggregator: fields `<aggregator>_<option>` keyed by option
+        (gem -> {"p": gem_p, "learnable": gem_learnable})."""
+        prefix = f"{self.aggregator}_"
+        return {f.name.removeprefix(prefix): getattr(self, f.name) for f in fields(self) if f.name.startswith(prefix)}
+
     @property
     def last_feature_size(self) -> tuple[int, int]:
         """(h, w) of the stride-32 feature map for `image_size` (every backbone rounds up)."""
@@ -79,16 +88,7 @@ class VPRNet(nn.Module):
         )
         self.backbone_channels = channels
         self.aggregator, aggregated_dim = build_aggregator(
-            config.aggregator,
-            channels[-1],
-            feature_size=config.last_feature_size,
-            gem_p=config.gem_p,
-            gem_learnable=config.gem_learnable,
-            netvlad_clusters=config.netvlad_clusters,
-            mixvpr_out_channels=config.mixvpr_out_channels,
-            mixvpr_out_rows=config.mixvpr_out_rows,
-            mixvpr_depth=config.mixvpr_depth,
-            mixvpr_mlp_ratio=config.mixvpr_mlp_ratio,
+            config.aggregator, channels[-1], feature_size=config.last_feature_size, **config.aggregator_options()
         )
         self.fc: nn.Module = (
             nn.Linear(aggregated_dim, config.descriptor_dim) if config.descriptor_dim is not None else nn.Identity()

@@ -112,9 +112,13 @@ class StructVPRModel:
             "uint8 numpy arrays or tensors"
         )
 
-    def _run_onnx(self, batch: torch.Tensor) -> np.ndarray:
+    def _run(self, batch: torch.Tensor) -> np.ndarray:
+        """float32 [B, 3, H, W] preprocessed batch -> float32 [B, D] descriptors, on either backend."""
+        if self.network is not None:
+            with torch.inference_mode():
+                return self.network(batch.to(self.device)).float().cpu().numpy()
         input_name = self.onnx_session.get_inputs()[0].name
-        return self.onnx_session.run(None, {input_name: batch.numpy()})[0]
+        return self.onnx_session.run(None, {input_name: batch.numpy()})[0].astype(np.float32)
 
     def describe(
         self, images: ImageLike | Iterable[ImageLike], batch_size: int = 32, progress: bool = False
@@ -134,8 +138,7 @@ class StructVPRModel:
             torch.stack([self.preprocess(item) for item in items[start : start + batch_size]])
             for start in range(0, len(items), batch_size)
         )
-        network = self.network if self.network is not None else self._run_onnx
-        return describe_batches(network, batches, len(items), device=self.device, progress=progress, desc="describe")
+        return describe_batches(self._run, batches, len(items), progress=progress, desc="describe")
 
     __call__ = describe
 

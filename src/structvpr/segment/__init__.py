@@ -23,7 +23,8 @@ from structvpr.segment.classes import (
     load_merge_table,
     make_merge_table,
 )
-from structvpr.segment.segmenters import Segmenter, build_segmenter
+from structvpr.segment.segmenter import Segmenter
+from structvpr.segment.segmenters import build_segmenter
 from structvpr.segment.slme import level_masks, slme_one_hot
 
 __all__ = [

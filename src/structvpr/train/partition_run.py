@@ -114,6 +114,7 @@ def run_partition(
     """
     from torch.utils.data import DataLoader
 
+    from structvpr.evaluate.descriptors import describe_batches
     from structvpr.io_utils import sha256_of_file
     from structvpr.model.model_file import load_model_file
     from structvpr.segment.classes import load_merge_table
@@ -138,13 +139,14 @@ def run_partition(
     structvpr = config.structvpr
     target = structvpr.distill_target
     taught = teacher_outputs(teacher, (batch["label_map"] for batch in batches), merge_table, target, device)
-    with torch.no_grad():
-        student_descriptors = torch.cat([student(batch["image"].to(device)).float().cpu() for batch in batches])
+    student_descriptors = describe_batches(
+        student, (batch["image"] for batch in batches), len(training_set), device=device
+    )
     places = np.asarray(training_set.places, dtype=np.int64)
     search_depth = int(structvpr.partition_search_depth)
     positives = same_place_positives(places)
     teacher_rank = best_positive_ranks(taught.targets, positives, search_depth)
-    student_rank = best_positive_ranks(student_descriptors.numpy(), positives, search_depth)
+    student_rank = best_positive_ranks(student_descriptors, positives, search_depth)
     k = int(structvpr.group_threshold_k)
     groups = assign_groups(teacher_rank, student_rank, k)
     if structvpr.weight_function == "smooth":

@@ -1,7 +1,8 @@
 """Benchmark: cost of a Stage II step vs a Stage I RGB step, and student inference throughput.
 
 Both training steps run on the same batch (P x K images with label maps): Stage I = VPR loss on
-the RGB VPRNet; Stage II = VPR loss + weighted global/label distillation + alignment, with the
+the RGB VPRNet; Stage II = VPR loss + the recipe's contrastive distillation (projector, bank), label
+distillation and alignment, with the
 teacher outputs read from an on-disk teacher cache (memory-mapped). Each step is forward + backward
 + optimiser step; the fastest of interleaved repeats are compared (on a shared machine the minimum
 is the least disturbed estimate of a step's own cost; medians are printed too). Inference: the exported student
@@ -22,9 +23,9 @@ import numpy as np
 import torch
 
 from structvpr.config import config_to_dict, load_config
-from structvpr.train.vpr_module import VPRLightningModule
-from structvpr.train.teacher_cache import load_teacher_cache, save_teacher_cache
 from structvpr.train.stage2 import Stage2Module
+from structvpr.train.teacher_cache import load_teacher_cache, save_teacher_cache
+from structvpr.train.vpr_module import VPRLightningModule
 
 
 def _batch(places: int, per_place: int, size: tuple[int, int], device: str) -> dict:
@@ -97,24 +98,25 @@ def main() -> None:
     stage1 = VPRLightningModule(config_to_dict(config), "rgb").to(device).train()
     global_dim = stage1.network.descriptor_dim
     with tempfile.TemporaryDirectory() as folder:
-        probe = Stage2Module(config_to_dict(config), {"global_dim": global_dim, "unit_dim": 128, "num_units": 1})
+        probe = Stage2Module(config_to_dict(config), {"target_dim": global_dim, "unit_dim": 128, "label_dim": 128})
         num_units = len(probe.label_config.levels) * len(probe.label_config.kept_classes)
+        label_dim = probe.label_head.descriptor_dim if probe.label_head is not None else 128
+        target_dim = global_dim + label_dim  # the combined teacher descriptor [g ; l]
         rng = np.random.default_rng(0)
         save_teacher_cache(
             Path(folder),
             [f"{i}.jpg" for i in range(count)],
-            rng.normal(size=(count, global_dim)).astype(np.float32),
-            rng.normal(size=(count, num_units, 128)).astype(np.float16),
-            rng.random((count, num_units)) > 0.2,
+            rng.normal(size=(count, target_dim)).astype(np.float32),
+            batch["place"].cpu().numpy(),
             rng.random(count).astype(np.float32),
-            {},
+            {"target": "combined"},
+            label_descriptors=rng.normal(size=(count, label_dim)).astype(np.float16),
+            units=rng.normal(size=(count, num_units, 128)).astype(np.float16),
+            unit_presence=rng.random((count, num_units)) > 0.2,
         )
         cache = load_teacher_cache(folder)
-        stage2 = (
-            Stage2Module(config_to_dict(config), {"global_dim": global_dim, "unit_dim": 128, "num_units": num_units})
-            .to(device)
-            .train()
-        )
+        teacher_dims = {"target_dim": target_dim, "unit_dim": 128, "label_dim": label_dim}
+        stage2 = Stage2Module(config_to_dict(config), teacher_dims).to(device).train()
         stage2.network.load_state_dict(stage1.network.state_dict())
         stage2.attach_teacher(cache)
         for module in (stage1, stage2):

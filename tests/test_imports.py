@@ -23,10 +23,6 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent / "src" / "structvpr"
 # shrink). An entry that no longer matches any cycle raises a warning naming it, so that helpers
 # landing their fix in parallel do not fail the suite; delete the entry when you see it.
 KNOWN_CYCLES: dict[str, frozenset[str]] = {
-    # issue 14, "method" helper: the demo becomes a `demo/` package.
-    "demo <-> demo_stages": frozenset({"structvpr.demo", "structvpr.demo_stages"}),
-    # issue 14, "method" helper: partition split into its own modules.
-    "train.partition <-> train.stage2": frozenset({"structvpr.train.partition", "structvpr.train.stage2"}),
     # issue 14, "datasets" helper: the argument code leaves the library (cli_args -> commands/).
     "data.layouts <-> data.layouts.cli_args": frozenset({"structvpr.data.layouts", "structvpr.data.layouts.cli_args"}),
 }

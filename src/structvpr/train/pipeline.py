@@ -1,7 +1,8 @@
 """`structvpr train --stage all`: Stage I (rgb + seg) -> partition -> Stage II -> evaluation -> report.
 
 Run folders under `train.output_dir`: stage1-rgb, stage1-seg, partition, stage2 (the student),
-stage2-vpr-only (the RGB baseline trained for the same total epochs as the student), and one folder
+stage2-vpr-only (the RGB baseline: the student's Stage II steps from the same Stage I weights,
+VPR loss only), and one folder
 per ablation. Finished runs (a `model.pt` present) are reused, so an interrupted pipeline resumes
 at the first missing stage. The report (`report.md` + `report.json`) has one row per model with
 the dataset, split, counts and Recall@N.
@@ -215,7 +216,7 @@ def run_all(
                 (
                     "stage2-vpr-only",
                     VPR_ONLY,
-                    "RGB baseline (same total epochs)",
+                    "RGB baseline (same Stage II steps, VPR loss only)",
                     "Stage I + Stage II epochs, VPR loss only",
                 )
             )

@@ -29,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quick", action="store_true", help="a smaller demo (< 3 minutes on 2 CPU cores)")
     parser.add_argument("--places", type=int, default=None, help="places in the town")
     parser.add_argument("--seed", type=int, default=None, help="random seed (town and training)")
-    parser.add_argument("--stage1-epochs", type=int, default=None, help="epochs of each Stage I branch (default 7, lr 1e-3)")
+    parser.add_argument(
+        "--stage1-epochs", type=int, default=None, help="epochs of each Stage I branch (default 7, lr 1e-3)"
+    )
     parser.add_argument("--stage2-epochs", type=int, default=None, help="epochs of Stage II (default 6, lr 3e-4)")
     parser.add_argument(
         "--segmenter",

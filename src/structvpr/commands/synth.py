@@ -86,10 +86,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Render the dataset (when --out is given) and the preview (when --preview is given)."""
-    from structvpr.data.synth import generate_town, render_preview
+    from structvpr.locks import output_lock
+    from structvpr.output_paths import check_output_file, check_output_folder
 
     if args.out is None and args.preview is None:
         raise ValueError("give --out DIR (dataset) and/or --preview [PNG] (contact sheet)")
+    if args.out is not None:
+        check_output_folder(args.out, "dataset folder")
+    target = None
+    if args.preview is not None:
+        if args.preview == _PREVIEW_DEFAULT:
+            target = args.out / "preview.png" if args.out is not None else Path("synth_preview.png")
+        else:
+            target = Path(args.preview)
+        check_output_file(target, "preview image")
+    with output_lock(args.out if args.out is not None else target):
+        _render(args, target)
+    return 0
+
+
+def _render(args: argparse.Namespace, preview: Path | None) -> None:
+    from structvpr.data.synth import generate_town, render_preview
+    from structvpr.progress import status
+
     if args.out is not None:
         result = generate_town(
             args.out,
@@ -110,11 +129,16 @@ def run(args: argparse.Namespace) -> int:
             f"({result.rendered} rendered, {result.reused} reused, {result.seconds:.1f} s); "
             f"metadata: {result.metadata_path}"
         )
-    if args.preview is not None:
-        if args.preview == _PREVIEW_DEFAULT:
-            target = args.out / "preview.png" if args.out is not None else Path("synth_preview.png")
-        else:
-            target = Path(args.preview)
-        render_preview(target, seed=args.seed)
-        print(f"synth: preview written to {target}")
-    return 0
+    if preview is not None:
+        # The preview shows the town just generated (or that --places and --seed would generate):
+        # the same places, conditions and image size.
+        with status(f"rendering the preview {preview}"):
+            render_preview(
+                preview,
+                seed=args.seed,
+                conditions=(args.database_condition, *[c for c in args.conditions if c != args.database_condition]),
+                town_places=args.places,
+                split_fractions=tuple(args.split_fractions),
+                image_size=tuple(args.image_size),
+            )
+        print(f"synth: preview written to {preview}")

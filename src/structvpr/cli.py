@@ -14,6 +14,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "partition": "partition",
     "evaluate": "evaluate",
+    "convert-gt": "convert_gt",
     "index": "index",
     "query": "query",
     "export": "export",

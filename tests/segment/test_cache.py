@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from structvpr.data.images import BadImageError
-from structvpr.data.label_paths import label_path_for
+from structvpr.data.label_maps import label_path_for
 from structvpr.segment.cache import (
     LabelMapError,
     build_label_cache,

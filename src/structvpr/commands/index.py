@@ -149,8 +149,8 @@ def describe_in_chunks(
 def run(args: argparse.Namespace) -> int:
     """Build the index; returns 0. Errors name the file and problem."""
     from structvpr.api import load
-    from structvpr.data.layouts._common import list_images
     from structvpr.data.layouts.utm import utm_from_name
+    from structvpr.data.listing import list_images
     from structvpr.index.place_index import PlaceIndex
 
     if args.chunk_size < 1 or args.batch_size < 1:

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from structvpr.data.images import IMAGENET_MEAN, IMAGENET_STD, image_transform
-from structvpr.data.label_paths import label_path_for
+from structvpr.data.label_maps import label_path_for
 from structvpr.segment.cache import image_size_hw, read_label_map
 
 SEGMENTER_NAMES = ("espnetv2", "hf", "precomputed")

@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="StructVPR++ visual place recognition: train, evaluate, index and export "
         "RGB descriptors distilled from segmentation structure.",
     )
-    from structvpr import __version__
+    from structvpr.version import __version__
 
     parser.add_argument("--version", action="version", version=f"structvpr {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

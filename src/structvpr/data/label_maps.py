@@ -15,14 +15,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from structvpr.data.cityscapes import IGNORE_ID, NUM_CITYSCAPES_CLASSES
 from structvpr.data.listing import LABEL_FOLDER_SUFFIX
 from structvpr.data.place_dataset import DatasetError, printable_path
 from structvpr.io_utils import atomic_write_bytes
 
-# The file format: Cityscapes trainIds 0..18 and the ignore id (segment.classes names the classes).
-NUM_TRAIN_IDS, IGNORE_ID = 19, 255
 VALID_IDS = np.zeros(256, dtype=bool)
-VALID_IDS[:NUM_TRAIN_IDS] = True
+VALID_IDS[:NUM_CITYSCAPES_CLASSES] = True
 VALID_IDS[IGNORE_ID] = True
 PNG_COMPRESS_LEVEL = 3
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from structvpr.data.place_dataset import DatasetError, PlaceDataset
+from structvpr.dataclass_dict import to_plain_dict
 from structvpr.evaluate.descriptors import compute_descriptors
 from structvpr.evaluate.predictions import save_prediction_images
 from structvpr.evaluate.recall import (
@@ -25,6 +26,7 @@ from structvpr.evaluate.recall import (
     search_top_k,
 )
 from structvpr.io_utils import atomic_write_text
+from structvpr.model.vpr_net import ModelConfig
 
 
 def output_stem(dataset: PlaceDataset) -> str:
@@ -149,7 +151,7 @@ def evaluate_dataset(
         "image_size": list(image_size),
         "mean": list(mean),
         "std": list(std),
-        "model": config.to_dict() if hasattr(config, "to_dict") else None,
+        "model": to_plain_dict(config) if isinstance(config, ModelConfig) else None,
         "extraction_seconds": round(extraction_seconds, 3),
         "device": str(device),
         "files": {},

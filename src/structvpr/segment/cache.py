@@ -28,7 +28,7 @@ from structvpr.data.label_maps import LabelMapError, label_path_for, read_label_
 from structvpr.segment.classes import CITYSCAPES_CLASSES, IGNORE_ID
 
 if TYPE_CHECKING:
-    from structvpr.segment.segmenters import Segmenter
+    from structvpr.segment.segmenter import Segmenter
 
 EXIF_ORIENTATION_TAG = 0x0112
 SWAPPING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF rotations by 90 degrees swap width and height
@@ -114,7 +114,7 @@ def _worker_init(_: int) -> None:
 
 def _save(path: Path, labels: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     if labels.shape != hw:
-        labels = np.asarray(Image.fromarray(labels).resize((hw[1], hw[0]), Image.NEAREST))
+        labels = np.asarray(Image.fromarray(labels).resize((hw[1], hw[0]), Image.Resampling.NEAREST))
     write_label_map(path, labels)
     return class_histogram(labels)
 
@@ -151,7 +151,7 @@ def build_label_cache(
     """
     if on_bad_image not in ("error", "skip"):
         raise ValueError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
-    if getattr(segmenter, "name", "") == "precomputed":
+    if segmenter.name == "precomputed":
         raise ValueError("the precomputed segmenter reads existing label maps; choose a network to build them")
     paths = [Path(p) for p in dict.fromkeys(Path(p) for p in image_paths)]  # de-duplicated, ordered
     remove_stale_temporaries({label_path_for(p).parent for p in paths})

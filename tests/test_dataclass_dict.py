@@ -24,6 +24,7 @@ class Outer:
     devices: int | str | list[int] = 1
     limit: int | None = None
     tags: list[str] = field(default_factory=list)
+    count: int = 0
 
 
 def test_round_trip_through_json_gives_back_the_same_dataclass() -> None:
@@ -35,6 +36,7 @@ def test_round_trip_through_json_gives_back_the_same_dataclass() -> None:
         "devices": "auto",
         "limit": 7,
         "tags": ["x"],
+        "count": 0,
     }
     assert from_plain_dict(Outer, json.loads(json.dumps(plain))) == value
 
@@ -42,6 +44,7 @@ def test_round_trip_through_json_gives_back_the_same_dataclass() -> None:
 def test_values_are_converted_to_the_field_types_and_missing_keys_take_defaults() -> None:
     value = from_plain_dict(Outer, {"scale": "1e-4", "devices": [0, 1], "inner": {"size": [8, 9]}})
     assert value.scale == pytest.approx(1e-4) and isinstance(value.scale, float)
+    assert from_plain_dict(Outer, {"count": "3"}).count == 3
     assert value.devices == [0, 1] and value.inner == Inner((8, 9), "a") and value.limit is None
     assert to_plain_dict(Inner(folder=Path("x")))["folder"] == "x"  # type: ignore[arg-type]
 
@@ -52,6 +55,8 @@ def test_values_are_converted_to_the_field_types_and_missing_keys_take_defaults(
         ({"inner": {"colour": 1}}, "unknown config key 'inner.colour' (known: folder, size)"),
         ({"inner": {"size": [1, 2, 3]}}, "inner.size: expected 2 values"),
         ({"scale": "fast"}, "scale: expected a number"),
+        ({"count": 1.5}, "count: expected an integer"),
+        ({"count": True}, "count: expected an integer"),
         ({"limit": 1.5}, "limit: 1.5 is not a int | None"),
         ({"inner": 3}, "inner: expected a mapping"),
     ],

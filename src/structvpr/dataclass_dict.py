@@ -107,24 +107,16 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if isinstance(value, bool):
             return value
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+    if annotation in (int, float):
+        accepted = int if annotation is int else (int, float)
+        if isinstance(value, accepted) and not isinstance(value, bool):
+            return annotation(value)
         if isinstance(value, str):  # PyYAML reads "1e-4" (no dot) as a string
             try:
-                return float(value)
+                return annotation(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        raise ConfigError(f"{key}: expected {'an integer' if annotation is int else 'a number'}, got {value!r}")
     if annotation is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)

@@ -93,10 +93,11 @@ def evaluate_dataset(
     `num_preds_to_save` > 0 writes one image per query with its top-N predictions.
     Recall values in the dict are fractions; queries without positives are excluded and counted.
     """
-    config: Any = getattr(model, "config", None)  # a ModelConfig, or None for a bare nn.Module
-    image_size = image_size if image_size is not None else getattr(config, "image_size", None)
-    mean = mean if mean is not None else getattr(config, "mean", None)
-    std = std if std is not None else getattr(config, "std", None)
+    config = getattr(model, "config", None)  # VPRNet and SegBranch carry a ModelConfig
+    if isinstance(config, ModelConfig):
+        image_size = config.image_size if image_size is None else image_size
+        mean = config.mean if mean is None else mean
+        std = config.std if std is None else std
     if image_size is None or mean is None or std is None:
         raise ValueError("evaluate_dataset needs image_size, mean and std (or a model with a config)")
     if (save_descriptors or num_preds_to_save > 0) and out_dir is None:

@@ -140,3 +140,15 @@ def test_lightning_advertisements_are_dropped() -> None:
     finally:
         logger.removeHandler(handler)
     assert stream.getvalue() == "GPU available: False, used: False\n"
+
+
+def test_the_names_spelled_out_for_fast_parsing_match_the_library() -> None:
+    from structvpr import export
+    from structvpr.commands import export as export_command
+    from structvpr.commands import synth as synth_command
+    from structvpr.data import synth
+
+    assert export_command.FORMATS == export.FORMATS
+    assert tuple(synth.CONDITIONS) == synth_command.CONDITIONS
+    assert synth_command.DATABASE_CONDITION == synth.DATABASE_CONDITION
+    assert tuple(synth.DEFAULT_QUERY_CONDITIONS) == synth_command.DEFAULT_QUERY_CONDITIONS

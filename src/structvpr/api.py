@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from structvpr.data.images import image_transform, load_rgb
+from structvpr.evaluate.descriptors import describe_batches
 from structvpr.index.place_index import PlaceIndex
 from structvpr.model_source import BUILTIN_MODELS
 
@@ -104,6 +105,7 @@ class StructVPRModel:
         )
 
     def _run(self, batch: torch.Tensor) -> np.ndarray:
+        """float32 [B, 3, H, W] preprocessed batch -> float32 [B, D] descriptors, on either backend."""
         if self.network is not None:
             with torch.inference_mode():
                 return self.network(batch.to(self.device)).float().cpu().numpy()
@@ -122,15 +124,13 @@ class StructVPRModel:
         items = _as_items(images)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        output = np.empty((len(items), self.descriptor_dim), np.float32)
-        from structvpr.progress import progress_bar
-
-        with progress_bar(len(items), "describe", "img", disable=not progress) as bar:
-            for start in range(0, len(items), batch_size):
-                batch = torch.stack([self.preprocess(item) for item in items[start : start + batch_size]])
-                output[start : start + len(batch)] = self._run(batch)
-                bar.update(len(batch))
-        return output
+        if not items:
+            return np.empty((0, self.descriptor_dim), np.float32)
+        batches = (
+            torch.stack([self.preprocess(item) for item in items[start : start + batch_size]])
+            for start in range(0, len(items), batch_size)
+        )
+        return describe_batches(self._run, batches, len(items), progress=progress, desc="describe")
 
     __call__ = describe
 
@@ -222,6 +222,7 @@ def _load(path_or_name: str | Path, device: str | torch.device) -> StructVPRMode
             "not RGB (a seg-branch teacher?); describe() needs an RGB model"
         )
     config = network.config
+    assert config.mean is not None and config.std is not None  # filled in by ModelConfig.__post_init__
     return StructVPRModel(
         config.image_size, config.mean, config.std, network.descriptor_dim, info, device=device, network=network
     )

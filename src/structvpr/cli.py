@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train a branch (stage 1), the student (stage 2) or everything (all)"),
     "partition": ("partition", "rank true positives with both Stage I models, assign groups G1..G4 and weights"),
     "evaluate": ("evaluate", "Recall@N of a model on one or more datasets"),
+    "convert-gt": ("convert_gt", "rewrite a trusted VPR-Bench ground-truth .npy (object array) as a pickle-free .npz"),
     "index": ("index", "build a place index (FAISS) from a folder of map images"),
     "query": ("query", "find the top-k map images of query images in a place index"),
     "export": ("export", "export a model's global descriptor to ONNX or TorchScript"),
@@ -39,7 +40,7 @@ def chosen_command(argv: list[str]) -> str | None:
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser. The command chosen in `argv` gets its full options; every other command
     is listed with its help only (all get full options when `argv` is None, e.g. for docs)."""
-    from structvpr import __version__
+    from structvpr.version import __version__
 
     parser = argparse.ArgumentParser(
         prog="structvpr",

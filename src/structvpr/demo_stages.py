@@ -131,7 +131,7 @@ def _label_examples(run: DemoRun, dataset, query_indices: list[int]) -> list[str
     """RGB | raw labels | merged labels for a few queries, saved as JPEGs; returns relative paths."""
     from PIL import Image
 
-    from structvpr.data.label_paths import label_path_for
+    from structvpr.data.label_maps import label_path_for
     from structvpr.segment.classes import load_merge_table
     from structvpr.segment.visualize import colorize
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from structvpr.cli import main as cli_main
-from structvpr.data.label_paths import label_path_for
+from structvpr.data.label_maps import label_path_for
 from structvpr.data.synth import CONDITIONS, build_town, generate_town, render_frame
 from structvpr.data.synth import classes as C
 from structvpr.data.synth.camera import camera_for_visit

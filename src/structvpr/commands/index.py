@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_index_output(args.out)
     with output_lock(args.out):
-        from structvpr.data.layouts._common import list_images
+        from structvpr.data.listing import list_images
 
         image_paths = list_images(args.folder, "map image")
         if not image_paths:

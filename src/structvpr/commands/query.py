@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _query_paths(items: list[Path]) -> list[Path]:
-    from structvpr.data.layouts._common import list_images
+    from structvpr.data.listing import list_images
 
     paths: list[Path] = []
     for item in items:

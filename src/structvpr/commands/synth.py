@@ -8,16 +8,15 @@ from pathlib import Path
 from structvpr.commands import add_common_arguments
 
 _PREVIEW_DEFAULT = "<out>/preview.png"
+# = structvpr.data.synth's CONDITIONS, DATABASE_CONDITION and DEFAULT_QUERY_CONDITIONS (a test checks
+# it), spelled out so that parsing the arguments does not import the renderer and torch.
+CONDITIONS = ("day", "dusk", "night", "winter", "fog", "rain")
+DATABASE_CONDITION = "day"
+DEFAULT_QUERY_CONDITIONS = ("dusk", "night", "winter", "fog")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `synth` subcommand."""
-    from structvpr.data.synth import (
-        CONDITIONS,
-        DATABASE_CONDITION,
-        DEFAULT_QUERY_CONDITIONS,
-    )
-
     parser = subparsers.add_parser(
         "synth",
         help="render the synthetic town (UTM layout + exact label maps + metadata.csv)",

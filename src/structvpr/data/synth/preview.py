@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from structvpr.data.synth.classes import colourise_labels
+from structvpr.data.cityscapes import colorize_train_ids
 from structvpr.data.synth.conditions import CONDITIONS
 from structvpr.data.synth.visits import Visit, render_visit
 from structvpr.data.synth.world import build_town
@@ -45,7 +45,7 @@ def render_preview(
             frame = render_visit(town, Visit(place, "queries", name, col, False), image_size, seed)
             draw.text((col * width + 3, top + 1), f"place {place.place_id} {name}", fill="black")
             sheet.paste(Image.fromarray(frame.rgb), (col * width, top + caption))
-            sheet.paste(Image.fromarray(colourise_labels(frame.labels)), (col * width, top + caption + height))
+            sheet.paste(Image.fromarray(colorize_train_ids(frame.labels)), (col * width, top + caption + height))
     buffer = io.BytesIO()
     sheet.save(buffer, "PNG")
     atomic_write_bytes(out_path, buffer.getvalue())

@@ -20,7 +20,7 @@ from typing import cast
 
 from PIL import Image
 
-from structvpr.data.label_paths import label_path_for
+from structvpr.data.label_maps import label_path_for
 from structvpr.data.synth.camera import DEFAULT_JITTER, PoseJitter
 from structvpr.data.synth.conditions import DATABASE_CONDITION, DEFAULT_QUERY_CONDITIONS
 from structvpr.data.synth.visits import (

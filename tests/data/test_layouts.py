@@ -19,7 +19,10 @@ from layout_writers import (
 
 from structvpr.cli import main as structvpr_main
 from structvpr.commands.dataset_args import add_dataset_arguments, dataset_from_args
+from structvpr.data.layout_names import LAYOUT_NAMES
 from structvpr.data.layouts import (
+    LAYOUT_OPTIONS,
+    LAYOUTS,
     convert_ground_truth_npy,
     detect_layout,
     drop_bad_images,
@@ -254,6 +257,7 @@ def test_dataset_from_cli_flags(tmp_path: Path) -> None:
     args = parser.parse_args(["--allow-pickle", "--layout", "gt_list", "--split", "custom"])
     dataset = dataset_from_args(tmp_path / "gt", args)
     assert dataset.split == "custom" and as_lists(dataset.positives_per_query()) == [[1], [0]]
+    assert set(LAYOUTS) == set(LAYOUT_NAMES) == set(LAYOUT_OPTIONS)  # the flags' choices name every reader
     with pytest.raises(ValueError, match="unknown dataset option 'no_such_option'"):
         open_dataset(tmp_path / "gt", no_such_option=1)
     with pytest.raises(ValueError, match="'frame_tolerance' does not apply to layout 'gt_list'"):

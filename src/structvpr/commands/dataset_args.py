@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from structvpr.data.layouts import LAYOUTS, PNV_NAMES, open_dataset
-from structvpr.data.place_dataset import PlaceDataset
+from structvpr.data.layout_names import LAYOUT_NAMES, PNV_NAMES
+
+if TYPE_CHECKING:
+    from structvpr.data.place_dataset import PlaceDataset
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +21,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--layout",
         default="auto",
-        choices=["auto", *LAYOUTS],
+        choices=["auto", *LAYOUT_NAMES],
         help="dataset layout on disk (default: detect it)",
     )
     group.add_argument(
@@ -91,6 +94,8 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
 
 def dataset_from_args(path: str | Path, args: argparse.Namespace) -> PlaceDataset:
     """open_dataset(path, ...) with the flags added by add_dataset_arguments."""
+    from structvpr.data.layouts import open_dataset
+
     return open_dataset(
         path,
         layout=args.layout,

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from structvpr.data.images import find_bad_images
+from structvpr.data.layout_names import COMMON_OPTIONS, LAYOUT_OPTIONS, PNV_NAMES
 from structvpr.data.layouts._common import ReadOptions, SkipLog, printable_path
 from structvpr.data.layouts.folder import read_folder
 from structvpr.data.layouts.gsv_cities import has_gsv_cities_layout, read_gsv_cities
 from structvpr.data.layouts.gt_lists import (
-    PNV_NAMES,
     convert_ground_truth_npy,
     has_gt_list_layout,
     read_gt_list,
@@ -52,17 +52,6 @@ LAYOUTS: dict[str, Reader] = {
     "sequence": read_sequence,
     "gsv_cities": read_gsv_cities,
     "folder": read_folder,
-}
-# The reading options (ReadOptions fields) each layout uses, beyond the ones every layout takes.
-COMMON_OPTIONS = ("threshold_m", "on_bad_name", "on_bad_image", "name")
-LAYOUT_OPTIONS: dict[str, tuple[str, ...]] = {
-    "utm": ("database_folder", "query_folder"),
-    "msls": ("msls_queries", "cities"),
-    "pitts": (),
-    "gt_list": ("database_folder", "query_folder", "ground_truth", "pnv_name", "allow_pickle"),
-    "sequence": ("database_folder", "query_folder", "frame_tolerance"),
-    "gsv_cities": ("cities",),
-    "folder": ("database_folder", "query_folder"),
 }
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from structvpr.data.layout_names import PNV_GROUND_TRUTH, PNV_NAMES
 from structvpr.data.layouts._common import (
     ReadOptions,
     find_subfolder,
@@ -41,15 +42,6 @@ from structvpr.data.place_dataset import DatasetError, PlaceDataset
 from structvpr.io_utils import atomic_write
 
 DATABASE_FOLDERS = ("ref", "reference", "database", "db", "map")
-# Patch-NetVLAD dataset name -> stem of its ground-truth file in dataset_gt_files/.
-PNV_GROUND_TRUTH = {
-    "pitts30k": "pitts30k_test",
-    "tokyo247": "tokyo247",
-    "nordland": "nordland",
-    "mapillarycph": "mapillarycph",
-    "mapillarysf": "mapillarysf",
-}
-PNV_NAMES = tuple(PNV_GROUND_TRUTH)
 PNV_GT_FOLDER, PNV_LIST_FOLDER = "dataset_gt_files", "dataset_imagenames"
 PNV_FRAME_DATASETS = ("nordland",)  # coordinates are frame numbers, the threshold is in frames
 QUERY_FOLDERS = ("query", "queries", "qry")

@@ -84,3 +84,12 @@ def test_an_exported_onnx_model_evaluates_like_its_model_file(
     assert lines[0] == lines[1] and "4 queries, 4 database" in lines[0]
     recalls = [float(part.split(": ")[1]) for part in lines[0].split(" | ")[1].split(", ")]
     assert np.all(np.isfinite(recalls))
+
+
+def test_the_model_choices_are_the_models_names() -> None:
+    """evaluate lists them without importing torch (fast --help); they must not drift."""
+    from structvpr.commands.evaluate import AGGREGATOR_CHOICES, BACKBONE_CHOICES
+    from structvpr.model.aggregators import AGGREGATOR_NAMES
+    from structvpr.model.backbones import BACKBONE_NAMES
+
+    assert (BACKBONE_CHOICES, AGGREGATOR_CHOICES) == (BACKBONE_NAMES, AGGREGATOR_NAMES)

@@ -8,13 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 from structvpr.commands import add_common_arguments
 from structvpr.commands.dataset_args import add_dataset_arguments, dataset_from_args
-from structvpr.model.aggregators import AGGREGATOR_NAMES
-from structvpr.model.backbones import BACKBONE_NAMES
 
 if TYPE_CHECKING:
     from torch import nn
 
     from structvpr.api import StructVPRModel
+
+
+# = structvpr.model's BACKBONE_NAMES and AGGREGATOR_NAMES, without importing torch to parse (a test checks)
+BACKBONE_CHOICES = ("efficientnet_lite0", "resnet18", "resnet50")
+AGGREGATOR_CHOICES = ("gem", "netvlad", "mixvpr")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,13 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     model_group.add_argument(
         "--backbone",
-        choices=BACKBONE_NAMES,
+        choices=BACKBONE_CHOICES,
         default="efficientnet_lite0",
         help="without --model: backbone with ImageNet weights",
     )
     model_group.add_argument(
         "--aggregator",
-        choices=AGGREGATOR_NAMES,
+        choices=AGGREGATOR_CHOICES,
         default="gem",
         help="without --model: aggregation of the last feature map",
     )

@@ -164,10 +164,10 @@ def read_city(root: Path, city: str, skips: SkipLog, skip_missing: bool) -> list
 
 def _project(images: list[GsvImage], city_index: int) -> np.ndarray:
     """Metres [N, 2] on an equirectangular projection about the city's mean position."""
+    if not images:
+        return np.zeros((0, 2))
     lat = np.radians([image.lat for image in images])
     lon = np.radians([image.lon for image in images])
-    if not len(images):
-        return np.zeros((0, 2))
     east = EARTH_RADIUS_M * (lon - lon.mean()) * math.cos(float(lat.mean())) + city_index * CITY_SPACING_M
     north = EARTH_RADIUS_M * (lat - lat.mean())
     return np.stack([east, north], axis=1)

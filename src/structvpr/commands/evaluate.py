@@ -145,9 +145,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--save-descriptors and --num-preds-to-save need --out DIR")
     if args.out is not None:
         check_output_folder(args.out, "results folder")  # writable and not a file, before any work
-    datasets = [dataset_from_args(path, args) for path in args.datasets]  # fail before the model loads
-    model, preprocessing = _build_model(args)
     with output_lock(args.out) if args.out is not None else contextlib.nullcontext():
+        datasets = [dataset_from_args(path, args) for path in args.datasets]  # fail before the model loads
+        model, preprocessing = _build_model(args)
         for dataset in datasets:
             evaluate_dataset(
                 model,

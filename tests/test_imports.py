@@ -23,8 +23,6 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent / "src" / "structvpr"
 # shrink). An entry that no longer matches any cycle raises a warning naming it, so that helpers
 # landing their fix in parallel do not fail the suite; delete the entry when you see it.
 KNOWN_CYCLES: dict[str, frozenset[str]] = {
-    # issue 14, "datasets" helper: the argument code leaves the library (cli_args -> commands/).
-    "data.layouts <-> data.layouts.cli_args": frozenset({"structvpr.data.layouts", "structvpr.data.layouts.cli_args"}),
 }
 
 

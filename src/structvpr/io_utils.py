@@ -19,6 +19,8 @@ def _current_umask() -> int:
 
 # mkstemp creates 0600 files; give finished files the usual permissions (0666 minus the umask).
 _FILE_MODE = 0o666 & ~_current_umask()
+# mkdtemp creates 0700 folders; a finished folder gets the usual 0777 minus the umask.
+FOLDER_MODE = 0o777 & ~_current_umask()
 
 
 @contextlib.contextmanager

@@ -136,6 +136,93 @@ class DemoRun:
         return result
 
 
+<<<<<<< HEAD:src/structvpr/demo/settings.py
+=======
+def _stage_synth(run: DemoRun) -> dict:
+    from structvpr.data.synth import generate_town
+
+    settings = run.settings
+    result = generate_town(run.town_dir, settings.places, seed=settings.seed, image_size=settings.image_size)
+    return {"images": result.num_images if hasattr(result, "num_images") else None}
+
+
+def network_input_size(image_size: tuple[int, int], scale: int = 2, multiple: int = 16) -> tuple[int, int]:
+    """(H, W) for the segmentation network: `scale` x the image, rounded up to a multiple of 16 (ESPNetv2)."""
+    return tuple(-(-side * scale // multiple) * multiple for side in image_size)
+
+
+def replace_labels_with_segmenter(
+    town_dir: Path, segmenter_name: str, image_size: tuple[int, int], device: str = "cpu"
+) -> str:
+    """Move the town's exact label maps to `<folder>_labels_exact/` and write the network's maps in
+    their place (`<folder>_labels/`), so training sees what a real segmenter gives. Returns a summary."""
+    from structvpr.data.label_maps import label_path_for
+    from structvpr.data.layouts import open_dataset
+    from structvpr.segment.cache import build_label_cache
+    from structvpr.segment.segmenters import build_segmenter
+
+    paths = []
+    for split in ("train", "val", "test"):
+        dataset = open_dataset(town_dir, layout="utm", split=split)
+        paths += list(dataset.database_paths) + list(dataset.query_paths)
+    for path in paths:
+        label = label_path_for(path)
+        if label.is_file():
+            exact = label.parent.with_name(label.parent.name + "_exact") / label.name
+            exact.parent.mkdir(parents=True, exist_ok=True)
+            label.replace(exact)
+    segmenter = build_segmenter(segmenter_name, device=device, input_size=network_input_size(image_size))
+    return build_label_cache(paths, segmenter, num_workers=0, progress=True).format()
+
+
+def _stage_labels(run: DemoRun) -> dict:
+    """Exact labels come with the town; `espnetv2` replaces them with the real network's output."""
+    if run.settings.segmenter == "exact":
+        return {"segmenter": "exact synthetic labels"}
+    summary = replace_labels_with_segmenter(
+        run.town_dir, run.settings.segmenter, run.settings.image_size, run.settings.device
+    )
+    print(summary, flush=True)
+    return {"segmenter": run.settings.segmenter, "summary": summary}
+
+
+def run_demo(out_dir: str | Path, settings: DemoSettings) -> Path:
+    """Run (or resume) the demo in `out_dir`; returns the path of report.html."""
+    from structvpr.demo_stages import (
+        stage_evaluate,
+        stage_export,
+        stage_index,
+        stage_report,
+        stage_train,
+    )
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings_path = out_dir / SETTINGS_FILE
+    if settings_path.is_file():
+        saved = DemoSettings.from_dict(yaml.safe_load(settings_path.read_text()) or {})
+        if saved != settings:
+            raise ValueError(
+                f"{settings_path}: this folder holds a demo with other settings; "
+                "resume it with `structvpr demo --resume DIR` or choose a new --out"
+            )
+    else:
+        atomic_write_text(settings_path, yaml.safe_dump(settings.to_dict(), sort_keys=False))
+    run = DemoRun(out_dir, settings)
+    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(config_to_dict(run.config), sort_keys=False))
+    run.stage("synth", "1/7 synthetic town", lambda: _stage_synth(run))
+    run.stage("labels", "2/7 label maps", lambda: _stage_labels(run))
+    run.stage("train", "3/7 Stage I (seg teacher, RGB baseline) -> partition -> Stage II", lambda: stage_train(run))
+    run.stage("evaluate", "4/7 evaluation on the test split", lambda: stage_evaluate(run))
+    run.stage("index", "5/7 index of the test database + example queries", lambda: stage_index(run))
+    run.stage("export", "6/7 ONNX export of the student", lambda: stage_export(run))
+    run.stage("report", "7/7 report", lambda: stage_report(run))
+    report = out_dir / "report.html"
+    print(f"report: {report}", flush=True)
+    return report
+
+
+>>>>>>> main:src/structvpr/demo.py
 def load_settings(out_dir: str | Path) -> DemoSettings:
     """The settings a demo folder was made with (to resume or re-run it)."""
     path = Path(out_dir) / SETTINGS_FILE

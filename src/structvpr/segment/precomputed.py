@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from structvpr.data.label_paths import label_path_for
-from structvpr.segment.cache import image_size_hw, read_label_map
+from structvpr.data.label_maps import label_path_for, read_label_map
+from structvpr.segment.cache import image_size_hw
 from structvpr.segment.segmenter import Segmenter
 
 

@@ -21,14 +21,18 @@ def render_preview(
     num_places: int = 2,
     conditions: tuple[str, ...] = tuple(CONDITIONS),
     image_size: tuple[int, int] = (150, 200),
+    town_places: int = 40,
+    split_fractions: tuple[float, float, float] = (0.6, 0.15, 0.25),
 ) -> Path:
     """Write a PNG contact sheet and return its path.
 
-    Columns are conditions; for each of `num_places` places (spread over a 40-place town) one row
+    Columns are conditions; for each of `num_places` places (spread over the town of
+    `town_places` places that `generate_town` makes with the same seed and split_fractions) one row
     of RGB images (each a new traversal: new pose jitter, cars, people) and one row of their label
     maps in Cityscapes colours. image_size is (H, W) of each tile in pixels.
     """
-    town = build_town(40, seed)
+    town = build_town(town_places, seed, split_fractions)
+    num_places = min(num_places, len(town.places))
     chosen = np.linspace(0, len(town.places) - 1, num_places + 2)[1:-1].round().astype(int)
     caption = 14
     height, width = image_size

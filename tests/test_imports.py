@@ -22,8 +22,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent / "src" / "structvpr"
 # of one strongly connected component. A cycle found must lie inside one entry (the list can only
 # shrink). An entry that no longer matches any cycle raises a warning naming it, so that helpers
 # landing their fix in parallel do not fail the suite; delete the entry when you see it.
-KNOWN_CYCLES: dict[str, frozenset[str]] = {
-}
+KNOWN_CYCLES: dict[str, frozenset[str]] = {}
 
 
 def module_name(path: Path) -> str:

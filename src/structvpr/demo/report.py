@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import time
 
 import numpy as np
 
@@ -13,7 +13,7 @@ def _label_examples(run: DemoRun, dataset, query_indices: list[int]) -> list[str
     """RGB | raw labels | merged labels for a few queries, saved as JPEGs; returns relative paths."""
     from PIL import Image
 
-    from structvpr.data.label_paths import label_path_for
+    from structvpr.data.label_maps import label_path_for
     from structvpr.segment.classes import load_merge_table
     from structvpr.segment.visualize import colorize
 
@@ -63,8 +63,10 @@ def stage_report(run: DemoRun) -> dict:
         plot_recall_curves,
         write_report,
     )
+    from structvpr.report.demo_tables import examples_table, index_tables, plot_partition_groups, timings_table
     from structvpr.train.datamodule import open_source
 
+    report_start = time.perf_counter()
     stages = run.state["stages"]
     train = stages["train"]["result"]
     rows = [
@@ -80,7 +82,7 @@ def stage_report(run: DemoRun) -> dict:
         for row in train["rows"]
     ]
     plot_recall_curves(rows, run.out_dir / "recall_curves.png")
-    shutil.copyfile(run.runs_dir / "partition" / "groups.png", run.out_dir / "partition_groups.png")
+    plot_partition_groups(run.runs_dir / "partition" / "partition.npz", run.out_dir / "partition_groups.png")
     by_name = {row.method: row for row in rows}
     student = next((r for r in rows if r.method.startswith("StructVPR++ student")), None)
     baseline = by_name.get("RGB baseline (same Stage II steps, VPR loss only)")
@@ -98,16 +100,14 @@ def stage_report(run: DemoRun) -> dict:
     evaluate = stages["evaluate"]["result"]
     dataset = open_source(held_out_source(run), "evaluation")
     example_figures = [
-        ReportFigure(e["image"], f"query {e['query']}, {e['model']} top-5 (green = correct, red = wrong)")
+        ReportFigure(e["image"], f"query {e['query']}, {e['model']} top-5 (green = correct, red = wrong)", "photo")
         for e in evaluate["examples"]
     ]
     example_figures.sort(key=lambda f: f.path)
     label_figures = [
-        ReportFigure(path, "RGB | Cityscapes labels | merged structural groups")
+        ReportFigure(path, "RGB | Cityscapes labels | merged structural groups", "photo")
         for path in _label_examples(run, dataset, evaluate["queries"][:3])
     ]
-    timing_lines = [f"{record['title']}: {record['seconds']:.1f} s" for record in stages.values()]
-    timing_lines += [f"  {name}: {seconds:.1f} s" for name, seconds in train.get("timings", {}).items()]
     sections = [
         ReportSection("Recall@N", "", [ReportFigure("recall_curves.png", "Recall@N on the test split")]),
         ReportSection(
@@ -119,15 +119,17 @@ def stage_report(run: DemoRun) -> dict:
         ReportSection(
             "Example queries: RGB baseline vs StructVPR++ student",
             evaluate["dataset"] + "\nQueries where the two models disagree on the top-1 come first "
-            "(both directions), then random ones.",
+            "(both directions), then random ones. The table gives each rank's cosine score and map image.",
             example_figures,
+            [examples_table(evaluate["examples"])],
         ),
         ReportSection("Label maps", "Segmentation is used only in training.", label_figures),
         ReportSection(
             "Index and export",
-            "\n".join(stages["index"]["result"]["queries"]) + "\n" + stages["export"]["result"]["summary"],
+            stages["export"]["result"]["summary"],
+            tables=index_tables(stages["index"]["result"]),
         ),
-        ReportSection("Timings", "\n".join(timing_lines)),
+        ReportSection("Timings", tables=[timings_table(stages, train.get("timings", {}), report_start)]),
         ReportSection(
             "Rerun",
             f"from scratch: {rerun_command(run.settings)}\n"

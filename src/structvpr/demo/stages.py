@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ def replace_labels_with_segmenter(
 ) -> str:
     """Move the town's exact label maps to `<folder>_labels_exact/` and write the network's maps in
     their place (`<folder>_labels/`), so training sees what a real segmenter gives. Returns a summary."""
-    from structvpr.data.label_paths import label_path_for
+    from structvpr.data.label_maps import label_path_for
     from structvpr.data.layouts import open_dataset
     from structvpr.segment.cache import build_label_cache
     from structvpr.segment.segmenters import build_segmenter
@@ -102,10 +103,10 @@ def stage_evaluate(run: DemoRun) -> dict:
     dataset = open_source(held_out_source(run), "evaluation")
     positives = dataset.positives_per_query()
     with_positive = [i for i, p in enumerate(positives) if len(p)]
-    predictions, top1_correct = {}, {}
+    predictions, top1_correct, top5_scores = {}, {}, {}
     for run_name, label in ((BASELINE_RUN, "baseline"), (STUDENT_RUN, "student")):
         descriptors = _describe(run, run_name, dataset)
-        _, predictions[label] = search_top_k(
+        top5_scores[label], predictions[label] = search_top_k(
             descriptors[dataset.num_database :], descriptors[: dataset.num_database], 5
         )
         np.save(run.out_dir / f"top5_{label}.npy", predictions[label])
@@ -130,6 +131,10 @@ def stage_evaluate(run: DemoRun) -> dict:
                     "model": label,
                     "image": str(path.relative_to(run.out_dir)),
                     "top1_correct": correct[0],
+                    "query_name": Path(dataset.query_paths[query_index]).name,
+                    "names": [Path(dataset.database_paths[i]).name for i in top],
+                    "scores": [float(score) for score in top5_scores[label][query_index]],
+                    "correct": correct,
                 }
             )
     return {"examples": examples, "dataset": dataset.summary(), "queries": chosen}
@@ -143,19 +148,35 @@ def stage_index(run: DemoRun) -> dict:
     dataset = open_source(held_out_source(run), "evaluation")
     descriptors = _describe(run, STUDENT_RUN, dataset)
     database, queries = descriptors[: dataset.num_database], descriptors[dataset.num_database :]
+    start = time.perf_counter()
     index = PlaceIndex.build(
         database,
         kind="flat",
         metadata={"poses": dataset.database_coords, "paths": np.array([str(p) for p in dataset.database_paths])},
     )
+    build_seconds = time.perf_counter() - start
     index.save(run.out_dir / "index")
     result = index.search(queries[: run.settings.num_examples], k=5)
-    lines = []
+    lines, answers = [], []
     for number, query_path in enumerate(dataset.query_paths[: run.settings.num_examples]):
         best = int(result.positions[number][0])
         lines.append(f"{Path(query_path).name} -> {Path(dataset.database_paths[best]).name}")
+        answers.append(
+            [Path(query_path).name, Path(dataset.database_paths[best]).name, float(result.scores[number][0])]
+        )
     atomic_write_text(run.out_dir / "index_queries.txt", "\n".join(lines) + "\n")
-    return {"index": "index", "kind": "flat", "size": len(index), "queries": lines}
+    disk = sum(path.stat().st_size for path in (run.out_dir / "index").iterdir())
+    return {
+        "index": "index",
+        "kind": index.kind,
+        "params": index.params,
+        "size": len(index),
+        "queries": lines,
+        "answers": answers,
+        "build_seconds": build_seconds,
+        "memory_bytes": index.memory_bytes(),
+        "disk_bytes": disk,
+    }
 
 
 def stage_export(run: DemoRun) -> dict:

@@ -218,4 +218,4 @@ def test_run_all_writes_a_report_with_every_row(tiny_run, tmp_path) -> None:
         assert row["dataset"] and row["split"] == "val" and row["queries"] == 4 and row["database"] == 4
         assert 0.0 <= row["R@1"] <= row["R@5"] <= 100.0
     assert [row["epochs"] for row in rows] == [1, 1, 2, 2, 2]
-    assert "| RGB baseline (same total epochs) |" in (root / "report.md").read_text()
+    assert "| RGB baseline (same Stage II steps, VPR loss only) |" in (root / "report.md").read_text()

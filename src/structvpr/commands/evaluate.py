@@ -9,6 +9,7 @@ from structvpr.commands import add_common_arguments
 from structvpr.data.layouts import add_dataset_arguments, dataset_from_args
 from structvpr.model.aggregators import AGGREGATOR_NAMES
 from structvpr.model.backbones import BACKBONE_NAMES
+from structvpr.sequence.commands import add_sequence_arguments, run_sequences
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -78,6 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write one image per query with its top-N predictions to --out",
     )
     run_group.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_sequence_arguments(parser)
     add_common_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -117,6 +119,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.out}: --out must be a folder")
     datasets = [dataset_from_args(path, args) for path in args.datasets]  # fail before the model loads
     model = _build_model(args).to(args.device)
+    if args.sequence_length:
+        run_sequences(model, datasets, args)
+        return 0
     for dataset in datasets:
         evaluate_dataset(
             model,

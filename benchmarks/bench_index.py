@@ -6,11 +6,20 @@ copy with tiny jitter, like consecutive video frames), which is what makes compr
 neighbouring frame. `--real DIR` instead tiles real descriptors with jitter up to --size:
 DIR/database.npy (float32 [n, D]) with DIR/queries.npy as the queries and, when
 DIR/database_coords.npy and DIR/query_coords.npy (UTM metres) exist, VPR Recall@1 for every setting
-next to exact search's (a tile counts as its source image; positive within --threshold m); or all
-DIR/*.npy rows with synthetic revisit queries. Synthetic queries are jittered copies of random
-database rows. Every setting runs in this process with the same FAISS thread count
-(`--threads`, default 1: stable ratios on a shared machine); each setting's queries/s ratio
-comes from timing flat on the same batch right before it (see `interleaved_timing`).
+next to exact search's (a tile counts as its source image; positive within --threshold m, over the
+queries that have a positive); or all
+DIR/*.npy rows with synthetic revisit queries. `--dataset D --model M --cache DIR` first describes
+the database and query images of a dataset (any layout structvpr reads; `--split`) with a trained
+model (anything `structvpr.load` takes) into DIR, with the dataset's own positives
+(DIR/positives_*.npy), and then runs as `--real DIR`:
+
+    python benchmarks/bench_index.py --dataset runs/town --split test --model run/model.pt \
+        --cache runs/bench_index_town --size 20000 --settings ivfpq --pq-m 8 16 32
+
+Synthetic queries are jittered copies of random database rows. Every setting runs in this
+process with the same FAISS thread count (`--threads`, default 1: stable ratios on a shared
+machine); each setting's queries/s ratio comes from timing flat on the same batch right before it
+(see `interleaved_timing`).
 Printed: parameters, bytes/vector of the FAISS structure, build seconds, queries/s and its ratio to
 flat, top-1 agreement with exact search and how often the exact top-1 is in the returned top-10.
 """
@@ -19,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import time
 from pathlib import Path
 
@@ -43,9 +53,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="DIR",
         help="tile the descriptors in DIR/*.npy (float32 [n, D]) with jitter instead",
     )
-    parser.add_argument("--threshold", type=float, default=25.0, help="--real: positive distance, metres")
+    parser.add_argument("--dataset", default=None, help="describe this dataset's images (needs --model, --cache)")
+    parser.add_argument("--layout", default="auto", help="--dataset: its layout (default: detect)")
+    parser.add_argument("--split", default=None, help="--dataset: its split, e.g. test")
+    parser.add_argument("--model", default=None, help="--dataset: a trained model (what structvpr.load takes)")
+    parser.add_argument("--cache", type=Path, default=None, help="--dataset: descriptor folder (reused if present)")
+    parser.add_argument(
+        "--threshold", type=float, default=None, help="positive distance, metres (default: the dataset's, else 25)"
+    )
     parser.add_argument("--nlist", type=int, default=None, help="IVF lists (default ~2 sqrt(N), power of 2)")
-    parser.add_argument("--pq-m", type=int, default=32, help="IVF-PQ bytes per code")
+    parser.add_argument("--pq-m", type=int, nargs="+", default=[32], help="IVF-PQ bytes per code (several: a sweep)")
     parser.add_argument(
         "--settings",
         nargs="+",
@@ -91,6 +108,60 @@ def synthetic_descriptors(size: int, dim: int, seed: int) -> np.ndarray:
     return _normalise_rows(database)
 
 
+def describe_dataset(args: argparse.Namespace) -> Path:
+    """Descriptors of --dataset's database and queries by --model, with its positives, in --cache.
+
+    Writes database.npy, queries.npy (float32 [n, D]), positives_indptr.npy / positives_indices.npy
+    (each query's positive database rows) and source.json; a cache made from the same model file,
+    dataset and split is reused, another is refused.
+    """
+    import structvpr
+    from structvpr.data.layouts import open_dataset
+
+    if args.model is None or args.cache is None:
+        raise SystemExit("--dataset needs --model and --cache")
+    dataset = open_dataset(args.dataset, layout=args.layout, split=args.split)
+    model_path = Path(args.model)
+    source = {
+        "dataset": dataset.summary(),
+        "root": str(Path(args.dataset).resolve()),
+        "model": str(model_path.resolve()) if model_path.exists() else args.model,
+        "model_mtime": model_path.stat().st_mtime if model_path.is_file() else None,
+    }
+    marker = args.cache / "source.json"
+    if marker.is_file():
+        if json.loads(marker.read_text()) != source:
+            raise SystemExit(f"{args.cache}: holds descriptors of another model or dataset ({marker})")
+        return args.cache
+    args.cache.mkdir(parents=True, exist_ok=True)
+    model = structvpr.load(args.model)
+    start = time.perf_counter()
+    for name, paths in (("database", dataset.database_paths), ("queries", dataset.query_paths)):
+        np.save(args.cache / f"{name}.npy", model.describe(paths, batch_size=32, progress=True))
+    positives = dataset.positives_per_query(args.threshold)
+    np.save(args.cache / "positives_indptr.npy", np.cumsum([0] + [len(row) for row in positives]))
+    np.save(args.cache / "positives_indices.npy", np.concatenate([*positives, np.zeros(0, np.int64)]))
+    marker.write_text(json.dumps(source, indent=1) + "\n")  # last: a killed run leaves no marker
+    print(f"described {dataset.summary()} with {args.model} in {time.perf_counter() - start:.0f} s", flush=True)
+    return args.cache
+
+
+def load_positives(folder: Path, num_queries: int, threshold: float | None) -> list[np.ndarray] | None:
+    """Each query's positive rows of folder/database.npy: stored lists, else from coordinates."""
+    if (folder / "positives_indptr.npy").is_file():
+        indptr = np.load(folder / "positives_indptr.npy")
+        indices = np.load(folder / "positives_indices.npy")
+        return [indices[indptr[i] : indptr[i + 1]] for i in range(num_queries)]
+    if not (folder / "query_coords.npy").is_file():
+        return None
+    from sklearn.neighbors import NearestNeighbors
+
+    base_coords = np.load(folder / "database_coords.npy", allow_pickle=False)
+    query_coords = np.load(folder / "query_coords.npy", allow_pickle=False)
+    finder = NearestNeighbors().fit(base_coords)
+    return list(finder.radius_neighbors(query_coords, radius=threshold or 25.0, return_distance=False))
+
+
 def tiled_real_descriptors(folder: Path, size: int, seed: int) -> np.ndarray:
     """Rows of folder/database.npy (else of every folder/*.npy), normalised, tiled to `size` rows
     with small jitter on every copy beyond the first; row i is a copy of base row i % n."""
@@ -103,11 +174,10 @@ def tiled_real_descriptors(folder: Path, size: int, seed: int) -> np.ndarray:
     database = np.empty((size, base.shape[1]), np.float32)
     for start in range(0, size, 65536):
         stop = min(start + 65536, size)
-        jitter = 0.0 if stop <= len(base) else 0.05 / np.sqrt(base.shape[1])
-        rows = np.arange(start, stop) % len(base)
-        database[start:stop] = base[rows] + jitter * rng.standard_normal((stop - start, base.shape[1])).astype(
-            np.float32
-        )
+        rows = np.arange(start, stop)
+        jitter = np.where(rows >= len(base), 0.05 / np.sqrt(base.shape[1]), 0.0).astype(np.float32)[:, None]
+        noise = rng.standard_normal((stop - start, base.shape[1])).astype(np.float32)
+        database[start:stop] = base[rows % len(base)] + jitter * noise
     return _normalise_rows(database)
 
 
@@ -145,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     # FAISS' OpenBLAS (flat search) keeps its own thread count: limit it too, or flat gets more cores.
     threadpool_limits(limits=args.threads)
     started = time.perf_counter()
+    if args.dataset is not None:
+        args.real = describe_dataset(args)
     if args.real is not None:
         database = tiled_real_descriptors(args.real, args.size, args.seed)
         source = f"real descriptors from {args.real} tiled with jitter"
@@ -152,27 +224,27 @@ def main(argv: list[str] | None = None) -> int:
         database = synthetic_descriptors(args.size, args.dim, args.seed)
         source = "synthetic clustered descriptors, 20% near-duplicates"
     size, dim = database.shape
-    query_coords = base_coords = None
+    positives: list[np.ndarray] | None = None
     if args.real is not None and (args.real / "queries.npy").is_file():
         queries = _normalise_rows(np.load(args.real / "queries.npy", allow_pickle=False).astype(np.float32))
-        if (args.real / "query_coords.npy").is_file():
-            query_coords = np.load(args.real / "query_coords.npy", allow_pickle=False)
-            base_coords = np.load(args.real / "database_coords.npy", allow_pickle=False)
+        positives = load_positives(args.real, len(queries), args.threshold)
+        base_count = len(np.load(args.real / "database.npy", mmap_mode="r"))
     else:
         queries = make_queries(database, args.queries, args.seed)
+    evaluated = [i for i, row in enumerate(positives or []) if len(row)]
 
     def recall_at_1(ids: np.ndarray) -> float:
-        """VPR R@1: the source image of the top-1 tile lies within --threshold m of the query."""
-        if base_coords is None:
+        """VPR R@1 over queries with a positive: the top-1 tile's source image is a positive."""
+        if positives is None:
             return float("nan")
-        sources = ids[:, 0] % len(base_coords)
-        distances = np.linalg.norm(base_coords[sources] - query_coords, axis=1)
-        return float(np.mean(distances <= args.threshold))
+        sources = ids[:, 0] % base_count
+        return float(np.mean([sources[i] in positives[i] for i in evaluated]))
 
     nlist = args.nlist or int(2 ** round(np.log2(2 * np.sqrt(size))))
     print(
         f"bench_index: {size:,} x {dim} float32 ({source}), {len(queries)} queries, "
-        f"{args.threads} FAISS thread(s); data made in {time.perf_counter() - started:.0f} s",
+        f"{args.threads} FAISS thread(s); data made in {time.perf_counter() - started:.0f} s"
+        + (f"; R@1 over the {len(evaluated)} queries with a positive" if positives is not None else ""),
         flush=True,
     )
 
@@ -232,16 +304,16 @@ def main(argv: list[str] | None = None) -> int:
         gc.collect()
 
     for name in [setting for setting in ("ivfpq", "ivfpq+opq") if setting in args.settings]:
-        opq = name == "ivfpq+opq"
-        pq, seconds = build("ivfpq", nlist=nlist, pq_m=args.pq_m, pq_nbits=8, opq=opq, store_vectors=True)
-        for nprobe in (16, 32):
-            measure(name, f"nlist={nlist} m={args.pq_m}x8 nprobe={nprobe}", pq, seconds, nprobe=nprobe)
-        for rerank in (32, 100):
-            measure(
-                name, f"nlist={nlist} m={args.pq_m}x8 nprobe=16 rerank={rerank}", pq, seconds, nprobe=16, rerank=rerank
-            )
-        del pq
-        gc.collect()
+        for pq_m in args.pq_m:
+            opq = name == "ivfpq+opq"
+            pq, seconds = build("ivfpq", nlist=nlist, pq_m=pq_m, pq_nbits=8, opq=opq, store_vectors=True)
+            for nprobe in (16, 32):
+                measure(name, f"nlist={nlist} m={pq_m}x8 nprobe={nprobe}", pq, seconds, nprobe=nprobe)
+            for rerank in (32, 100):
+                params = f"nlist={nlist} m={pq_m}x8 nprobe=16 rerank={rerank}"
+                measure(name, params, pq, seconds, nprobe=16, rerank=rerank)
+            del pq
+            gc.collect()
 
     if "hnsw" in args.settings:
         hnsw, seconds = build("hnsw", hnsw_m=32, ef_construction=80)
@@ -253,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\n{'setting':<13} {'parameters':<36} {'bytes/vec':>9} {'mem/flat':>8} {'build s':>8} "
         f"{'queries/s':>10} {'x flat':>7} {'top-1 = exact':>13} {'exact in top-10':>15}"
-        + (f" {'R@1':>6}" if base_coords is not None else "")
+        + (f" {'R@1':>6}" if positives is not None else "")
     )
     flat_bytes = rows[0]["bytes"]
     for row in rows:
@@ -261,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['setting']:<13} {row['params']:<36} {row['bytes']:>9.1f} {row['bytes'] / flat_bytes:>8.3f} "
             f"{row['build']:>8.0f} {row['rate']:>10.0f} {row['ratio']:>7.1f} "
             f"{100 * row['agree']:>12.1f}% {100 * row['in10']:>14.1f}%"
-            + (f" {100 * row['r1']:>5.1f}%" if base_coords is not None else "")
+            + (f" {100 * row['r1']:>5.1f}%" if positives is not None else "")
         )
     print(
         "bytes/vec: the FAISS structure per descriptor (ids add 8 B for every kind; re-ranking reads the "

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from structvpr.data.label_paths import label_path_for
+from structvpr.data.label_maps import label_path_for
 from structvpr.data.synth import generate_town
 from structvpr.demo import network_input_size, replace_labels_with_segmenter
 

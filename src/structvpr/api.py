@@ -19,20 +19,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from structvpr.data.images import image_transform, load_rgb
+from structvpr.evaluate.descriptors import describe_batches
 from structvpr.index.place_index import PlaceIndex
+from structvpr.model_source import BUILTIN_MODELS
 
 __all__ = ["BUILTIN_MODELS", "PlaceIndex", "StructVPRModel", "load"]
-
-# Models that need no file: untrained-for-VPR baselines whose weights ship with a pip package.
-BUILTIN_MODELS: dict[str, dict[str, Any]] = {
-    # The sanity baseline of shared/data/README.md: ImageNet EfficientNet-Lite0 + GeM (p = 3), 320x240.
-    "imagenet-efficientnet_lite0-gem": {
-        "backbone": "efficientnet_lite0",
-        "aggregator": "gem",
-        "pretrained": True,
-        "image_size": (240, 320),
-    },
-}
 
 ImageLike = str | Path | Image.Image | np.ndarray | torch.Tensor
 
@@ -41,7 +32,8 @@ class StructVPRModel:
     """A loaded RGB descriptor model (PyTorch VPRNet, or an ONNX Runtime session for .onnx files).
 
     `describe(images)` -> float32 [N, D] L2-normalised global descriptors. `info` holds the model
-    file's metadata (preprocessing, training data names, code version, ...).
+    file's metadata (preprocessing, training data names, code version, ...). `sha256` identifies
+    the model (its file's sha256, or `name:<built-in name>`); indexes record it.
     """
 
     def __init__(
@@ -65,6 +57,7 @@ class StructVPRModel:
         self.device = torch.device(device)
         self.network = network.to(self.device).eval() if network is not None else None
         self.onnx_session = onnx_session
+        self.sha256 = ""  # set by load()
         self._transform = image_transform(self.image_size, self.mean, self.std)
 
     @property
@@ -112,6 +105,7 @@ class StructVPRModel:
         )
 
     def _run(self, batch: torch.Tensor) -> np.ndarray:
+        """float32 [B, 3, H, W] preprocessed batch -> float32 [B, D] descriptors, on either backend."""
         if self.network is not None:
             with torch.inference_mode():
                 return self.network(batch.to(self.device)).float().cpu().numpy()
@@ -130,16 +124,13 @@ class StructVPRModel:
         items = _as_items(images)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        output = np.empty((len(items), self.descriptor_dim), np.float32)
-        starts = range(0, len(items), batch_size)
-        if progress:
-            from tqdm import tqdm
-
-            starts = tqdm(starts, desc="describe", unit="batch")
-        for start in starts:
-            batch = torch.stack([self.preprocess(item) for item in items[start : start + batch_size]])
-            output[start : start + len(batch)] = self._run(batch)
-        return output
+        if not items:
+            return np.empty((0, self.descriptor_dim), np.float32)
+        batches = (
+            torch.stack([self.preprocess(item) for item in items[start : start + batch_size]])
+            for start in range(0, len(items), batch_size)
+        )
+        return describe_batches(self._run, batches, len(items), progress=progress, desc="describe")
 
     __call__ = describe
 
@@ -193,21 +184,33 @@ def _load_onnx(path: Path, device: str | torch.device) -> StructVPRModel:
 
 def load(path_or_name: str | Path, device: str | torch.device = "cpu") -> StructVPRModel:
     """Load a model for `describe`: a structvpr model file (.pt, weights_only), a run folder with
-    model.pt, an exported .onnx file (runs on ONNX Runtime), or a name in BUILTIN_MODELS.
+    model.pt, a `structvpr demo` folder (its student.pt), an exported .onnx file (runs on ONNX
+    Runtime), or a name in BUILTIN_MODELS.
 
     Raises ModelFileError (a ValueError naming the file) for files that are not structvpr models,
     including pickles that would run code: they are refused before anything executes.
     """
+    from structvpr.model_source import model_fingerprint
+
+    model = _load(path_or_name, device)
+    model.sha256 = model_fingerprint(path_or_name)
+    return model
+
+
+def _load(path_or_name: str | Path, device: str | torch.device) -> StructVPRModel:
     from structvpr.model.model_file import load_model_file
     from structvpr.model.vpr_net import ModelConfig, build_model
+    from structvpr.model_source import MODEL_FILE_NAMES, resolve_model_path
 
     if isinstance(path_or_name, str) and path_or_name in BUILTIN_MODELS:
         network = build_model(ModelConfig(**BUILTIN_MODELS[path_or_name]))
         info: dict[str, Any] = {"name": path_or_name, "training_data": ["ImageNet (no VPR training)"]}
     else:
-        path = Path(path_or_name)
-        if path.is_dir() and (path / "model.pt").is_file():
-            path = path / "model.pt"
+        path = resolve_model_path(path_or_name)
+        if path.is_dir():
+            raise FileNotFoundError(
+                f"{path}: a folder without a model file (looked for {' or '.join(MODEL_FILE_NAMES)})"
+            )
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such model file (built-in names: {', '.join(BUILTIN_MODELS)})")
         if path.suffix.lower() == ".onnx":
@@ -219,6 +222,7 @@ def load(path_or_name: str | Path, device: str | torch.device = "cpu") -> Struct
             "not RGB (a seg-branch teacher?); describe() needs an RGB model"
         )
     config = network.config
+    assert config.mean is not None and config.std is not None  # filled in by ModelConfig.__post_init__
     return StructVPRModel(
         config.image_size, config.mean, config.std, network.descriptor_dim, info, device=device, network=network
     )

@@ -8,20 +8,29 @@ is optional and falls back to the dataclass default. Overrides use dotted paths 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from structvpr.dataclass_dict import ConfigError, from_plain_dict, to_plain_dict
 from structvpr.io_utils import atomic_write_text
 from structvpr.model import ModelConfig
 
-
-class ConfigError(ValueError):
-    """A config file or override is invalid; the message names the file or key and the problem."""
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "DatasetSource",
+    "StructVPRConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "dump_config",
+    "load_config",
+]
 
 
 @dataclass
@@ -37,6 +46,23 @@ class DatasetSource:
     split: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     index_range: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        """Check `options` against what the layout reads, so a typo fails before training starts."""
+        import difflib
+
+        from structvpr.data.layouts import ReadOptions, check_layout_options
+
+        known = [option.name for option in dataclasses.fields(ReadOptions)]
+        for option in self.options:
+            if option not in known:
+                close = difflib.get_close_matches(str(option), known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(known))})"
+                raise ValueError(f"options: unknown dataset option {option!r} for {self.path or 'a dataset'}{hint}")
+        try:
+            check_layout_options(self.layout, self.options)
+        except ValueError as error:
+            raise ValueError(f"options: {error}") from None
 
 
 @dataclass
@@ -127,108 +153,14 @@ class Config:
     structvpr: StructVPRConfig = field(default_factory=StructVPRConfig)
 
 
-def _type_name(annotation: Any) -> str:
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-
-
-def _coerce(value: Any, annotation: Any, key: str) -> Any:
-    """Convert a YAML value to `annotation`, or raise ConfigError naming `key`."""
-    origin = typing.get_origin(annotation)
-    if annotation is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        # Try exact-type matches first so that "auto" stays a str in `int | str`.
-        for option in sorted(
-            (o for o in options if o is not type(None)), key=lambda o: not isinstance(value, typing.get_origin(o) or o)
-        ):
-            try:
-                return _coerce(value, option, key)
-            except ConfigError as error:
-                errors.append(str(error))
-        raise ConfigError(f"{key}: {value!r} is not a {_type_name(annotation)}")
-    if dataclasses.is_dataclass(annotation):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return _from_dict(annotation, value, key)
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        item_types = typing.get_args(annotation)
-        if origin is tuple and item_types and item_types[-1] is not Ellipsis:
-            if len(item_types) != len(value):
-                raise ConfigError(f"{key}: expected {len(item_types)} values, got {value!r}")
-            return tuple(_coerce(v, t, f"{key}[{i}]") for i, (v, t) in enumerate(zip(value, item_types, strict=False)))
-        item_type = item_types[0] if item_types else Any
-        items = [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is dict or annotation is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return dict(value)
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # PyYAML reads "1e-4" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    if annotation is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
-    return value
-
-
-def _from_dict(cls: type, values: dict, prefix: str = "") -> Any:
-    """Build dataclass `cls` from a (partial) mapping; unknown keys are an error."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if key not in names:
-            raise ConfigError(f"unknown config key '{dotted}' (known: {', '.join(sorted(names))})")
-        kwargs[key] = _coerce(value, hints[key], dotted)
-    return cls(**kwargs)
-
-
 def config_from_dict(values: dict | None) -> Config:
     """A Config from a nested mapping (as read from YAML or stored in a checkpoint)."""
-    return _from_dict(Config, values or {})
+    return from_plain_dict(Config, values or {})
 
 
-def config_to_dict(config: Any) -> dict:
+def config_to_dict(config: Config) -> dict:
     """Nested plain dict (lists, not tuples) of a Config: safe for YAML and weights_only checkpoints."""
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        if isinstance(value, Path):
-            return str(value)
-        return value
-
-    return plain(dataclasses.asdict(config))
+    return to_plain_dict(config)
 
 
 def apply_overrides(values: dict, overrides: list[str]) -> dict:

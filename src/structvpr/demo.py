@@ -155,7 +155,7 @@ def replace_labels_with_segmenter(
 ) -> str:
     """Move the town's exact label maps to `<folder>_labels_exact/` and write the network's maps in
     their place (`<folder>_labels/`), so training sees what a real segmenter gives. Returns a summary."""
-    from structvpr.data.label_paths import label_path_for
+    from structvpr.data.label_maps import label_path_for
     from structvpr.data.layouts import open_dataset
     from structvpr.segment.cache import build_label_cache
     from structvpr.segment.segmenters import build_segmenter

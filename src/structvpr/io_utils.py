@@ -19,6 +19,8 @@ def _current_umask() -> int:
 
 # mkstemp creates 0600 files; give finished files the usual permissions (0666 minus the umask).
 _FILE_MODE = 0o666 & ~_current_umask()
+# mkdtemp creates 0700 folders; a finished folder gets the usual 0777 minus the umask.
+FOLDER_MODE = 0o777 & ~_current_umask()
 
 
 @contextlib.contextmanager
@@ -70,3 +72,15 @@ def sha256_of_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
         for chunk in iter(lambda: handle.read(chunk_bytes), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def unpickling_refusal_reason(error: Exception) -> str:
+    """The line of a `torch.load(weights_only=True)` UnpicklingError that says what was refused
+    ("Unsupported global: GLOBAL os.system", ...), at most 200 characters: torch's first lines are
+    generic advice. Callers put it in their one-line "<path>: refused to load" error."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reason = next(
+        (line for line in lines if line.lower().startswith(("unsupported", "trying to load"))),
+        lines[0] if lines else type(error).__name__,
+    )
+    return reason[:200]

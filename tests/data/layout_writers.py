@@ -145,3 +145,53 @@ def vpr_bench_ground_truth(rows: list[tuple[int, list[int]]]) -> np.ndarray:
         array[i, 0] = query_index
         array[i, 1] = list(positives)
     return array
+
+
+GSV_COLUMNS = ["place_id", "year", "month", "northdeg", "city_id", "lat", "lon", "panoid"]
+
+
+def gsv_place_image(place_seed: int, image_seed: int, size: int = 64) -> Image.Image:
+    """A place's own layout of coloured blocks, with per-image brightness, shift and noise
+    (places are told apart by layout and colour; no two images of a place are identical)."""
+    base = np.random.default_rng(place_seed).integers(0, 256, (4, 4, 3)).astype(np.float64)
+    pattern = np.kron(base, np.ones((size // 4, size // 4, 1)))
+    rng = np.random.default_rng(10_000 + image_seed)
+    pattern = np.roll(pattern, int(rng.integers(-size // 16, size // 16 + 1)), axis=1) * rng.uniform(0.7, 1.1)
+    pattern += rng.normal(0, 20, pattern.shape)
+    return Image.fromarray(np.clip(pattern, 0, 255).astype(np.uint8))
+
+
+def write_gsv_city(
+    root: Path,
+    city: str,
+    city_id: str,
+    places: dict[int, list[tuple[int, int]]],
+    origin: tuple[float, float],
+    suffix: str = ".jpg",
+    seed: int = 0,
+) -> list[Path]:
+    """GSV-Cities as it ships: `Dataframes/<city>.csv` (columns GSV_COLUMNS) and
+    `Images/<city>/<city_id>_<place_id:07d>_<year>_<month:02d>_<northdeg:03d>_<lat>_<lon>_<panoid><suffix>`.
+
+    places: place_id -> [(year, month), ...] one entry per image; place p lies 150 m * p north of
+    `origin` (lat, lon). Returns the image paths in csv order.
+    """
+    rows, paths = [], []
+    for place_id, dates in places.items():
+        for view, (year, month) in enumerate(dates):
+            lat = round(origin[0] + place_id * 150.0 / 111_195.0 + view * 1e-5, 6)
+            lon = round(origin[1] + view * 1e-5, 6)
+            northdeg = (37 * view + 5) % 360
+            panoid = f"pano{city_id}{place_id}x{view}_-Q"
+            rows.append([place_id, year, month, northdeg, city_id, lat, lon, panoid])
+            name = f"{city_id}_{place_id:07d}_{year:04d}_{month:02d}_{northdeg:03d}_{lat}_{lon}_{panoid}{suffix}"
+            path = root / "Images" / city / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            gsv_place_image(seed * 1000 + place_id, seed * 1000 + place_id * 50 + view).save(path, format="JPEG")
+            paths.append(path)
+    (root / "Dataframes").mkdir(parents=True, exist_ok=True)
+    with open(root / "Dataframes" / f"{city}.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(GSV_COLUMNS)
+        writer.writerows(rows)
+    return paths

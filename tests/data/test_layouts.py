@@ -17,16 +17,18 @@ from layout_writers import (
     write_utm_split,
 )
 
+from structvpr.cli import main as structvpr_main
+from structvpr.commands.dataset_args import add_dataset_arguments, dataset_from_args
+from structvpr.data.layout_names import LAYOUT_NAMES
 from structvpr.data.layouts import (
-    add_dataset_arguments,
+    LAYOUT_OPTIONS,
+    LAYOUTS,
     convert_ground_truth_npy,
-    dataset_from_args,
     detect_layout,
     drop_bad_images,
     open_dataset,
     skipped_summary,
 )
-from structvpr.data.layouts.convert_gt import main as convert_main
 from structvpr.data.layouts.sequences import FRAME_SPACING_M
 from structvpr.data.place_dataset import DatasetError
 
@@ -162,7 +164,7 @@ def test_gt_list_npy_needs_allow_pickle_and_converts(tmp_path: Path) -> None:
         allow_pickle=True,
     )
     assert detect_layout(tmp_path / "gt") == "gt_list"
-    with pytest.raises(DatasetError, match="allow_pickle=True.*python -m structvpr.data.layouts.convert_gt"):
+    with pytest.raises(DatasetError, match="allow_pickle=True.*structvpr convert-gt"):
         open_dataset(tmp_path / "gt")
     dataset = open_dataset(tmp_path / "gt", allow_pickle=True)
     assert (dataset.num_queries, dataset.num_database, dataset.split) == (3, 5, "query->ref")
@@ -170,8 +172,12 @@ def test_gt_list_npy_needs_allow_pickle_and_converts(tmp_path: Path) -> None:
     assert "explicit ground truth" in dataset.summary()
     # The converted .npz loads without pickles and gives the same positives.
     assert convert_ground_truth_npy(tmp_path / "gt" / "ground_truth_new.npy", tmp_path / "gt" / "gt.npz") == 3
-    assert convert_main([str(tmp_path / "gt" / "ground_truth_new.npy"), str(tmp_path / "copy.npz")]) == 0
-    assert convert_main([str(tmp_path / "gt" / "query" / "0000000.jpg"), str(tmp_path / "bad.npz")]) == 1
+    assert (
+        structvpr_main(["convert-gt", str(tmp_path / "gt" / "ground_truth_new.npy"), str(tmp_path / "copy.npz")]) == 0
+    )
+    assert (
+        structvpr_main(["convert-gt", str(tmp_path / "gt" / "query" / "0000000.jpg"), str(tmp_path / "bad.npz")]) == 1
+    )
     (tmp_path / "gt" / "ground_truth_new.npy").unlink()
     converted = open_dataset(tmp_path / "gt")
     assert as_lists(converted.positives_per_query()) == [[0, 1], [2, 4], []]
@@ -251,8 +257,11 @@ def test_dataset_from_cli_flags(tmp_path: Path) -> None:
     args = parser.parse_args(["--allow-pickle", "--layout", "gt_list", "--split", "custom"])
     dataset = dataset_from_args(tmp_path / "gt", args)
     assert dataset.split == "custom" and as_lists(dataset.positives_per_query()) == [[1], [0]]
-    with pytest.raises(TypeError):
+    assert set(LAYOUTS) == set(LAYOUT_NAMES) == set(LAYOUT_OPTIONS)  # the flags' choices name every reader
+    with pytest.raises(ValueError, match="unknown dataset option 'no_such_option'"):
         open_dataset(tmp_path / "gt", no_such_option=1)
+    with pytest.raises(ValueError, match="'frame_tolerance' does not apply to layout 'gt_list'"):
+        open_dataset(tmp_path / "gt", allow_pickle=True, frame_tolerance=2)
     with pytest.raises(ValueError, match="unknown layout"):
         open_dataset(tmp_path / "gt", layout="kitti")
 

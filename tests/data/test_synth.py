@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from structvpr.cli import main as cli_main
-from structvpr.data.label_paths import label_path_for
+from structvpr.data.label_maps import label_path_for
 from structvpr.data.synth import CONDITIONS, build_town, generate_town, render_frame
 from structvpr.data.synth import classes as C
 from structvpr.data.synth.camera import camera_for_visit
@@ -198,7 +198,9 @@ def test_cli_writes_dataset_and_preview(tmp_path):
     assert code == 0
     assert len(_metadata(tmp_path / "town")) >= 6
     sheet = Image.open(preview)
-    assert sheet.width == 200 * len(CONDITIONS) and sheet.height > 4 * 150
+    # The preview shows the generated town (issue 13 item 15): its conditions (day + night) and
+    # image size (32 x 40), two of its three places.
+    assert sheet.size == (40 * 2, 2 * (2 * 32 + 14))
 
 
 def test_killed_run_is_detectable_and_resumes_to_the_same_bytes(dataset, tmp_path):

@@ -12,11 +12,10 @@ from layout_writers import write_image, write_utm_split
 from PIL import Image
 from scipy.spatial.distance import pdist
 
-from structvpr.data.label_paths import label_path_for
+from structvpr.data.label_maps import LabelMapError, label_path_for
 from structvpr.data.layouts import open_dataset
 from structvpr.data.place_dataset import DatasetError
 from structvpr.data.training_set import (
-    LabelMapError,
     PlaceTrainingSet,
     place_centres,
     places_from_coordinates,
@@ -113,11 +112,17 @@ def test_label_maps_resized_nearest(tmp_path: Path) -> None:
 def test_missing_label_map_names_both_paths(tmp_path: Path) -> None:
     image_path = write_image(tmp_path / "queries" / "y.jpg")
     training = PlaceTrainingSet([image_path], [0], image_size=(4, 4), with_labels=True)
-    with pytest.raises(LabelMapError, match=r"queries_labels/y.png: label map of .*queries/y.jpg is missing"):
+    with pytest.raises(
+        LabelMapError, match=r"queries_labels/y.png: label map does not exist \(label map of .*queries/y.jpg\)"
+    ):
         training[0]
     label_path_for(image_path).parent.mkdir()
     Image.new("RGB", (4, 4)).save(label_path_for(image_path))
-    with pytest.raises(LabelMapError, match="is mode RGB, expected single-channel"):
+    with pytest.raises(LabelMapError, match=r"got mode RGB \(label map of .*queries/y.jpg\)"):
+        training[0]
+    # The one reader checks ids for training too: 19..254 are not Cityscapes trainIds.
+    Image.fromarray(np.full((4, 4), 40, np.uint8)).save(label_path_for(image_path))
+    with pytest.raises(LabelMapError, match=r"holds ids \[40\] that are not Cityscapes trainIds"):
         training[0]
 
 

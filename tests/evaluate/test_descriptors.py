@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from structvpr.data.images import BadImageError, image_transform, load_rgb
-from structvpr.evaluate.descriptors import compute_descriptors
+from structvpr.evaluate.descriptors import compute_descriptors, describe_batches
 from structvpr.model import ModelConfig, build_model
 
 SIZE = (32, 32)
@@ -73,3 +73,23 @@ def test_bad_image_error_names_the_file_and_zeros_policy_blanks_its_row(
 def test_empty_path_list_is_an_error(tiny_model: torch.nn.Module) -> None:
     with pytest.raises(ValueError, match="no image paths"):
         compute_descriptors(tiny_model, [], image_size=SIZE, mean=MEAN, std=STD)
+
+
+def test_describe_batches_takes_modules_and_plain_callables(tiny_model: torch.nn.Module) -> None:
+    torch.manual_seed(1)
+    images = torch.randn(5, 3, *SIZE)
+    tiny_model.train()
+    from_module = describe_batches(tiny_model, iter([images[:2], images[2:]]), 5)
+    assert tiny_model.training  # its mode is restored
+    tiny_model.eval()
+    with torch.inference_mode():
+        expected = tiny_model(images).numpy()
+    np.testing.assert_allclose(from_module, expected, atol=1e-5)
+    # a callable that returns float64 numpy rows (like an ONNX Runtime session) gives float32 rows
+    from_callable = describe_batches(lambda batch: tiny_model(batch).double().numpy(), [images[:3], images[3:]], 5)
+    assert from_callable.dtype == np.float32
+    np.testing.assert_allclose(from_callable, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="5 rows described, 6 announced"):
+        describe_batches(tiny_model, [images], 6)
+    with pytest.raises(ValueError, match="more than the 4 rows"):
+        describe_batches(tiny_model, [images], 4)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from structvpr.index import IndexFileError, PlaceIndex
+from structvpr.index import IndexFileError, ModelMismatchError, PlaceIndex
 
 
 def clustered_descriptors(count: int, dim: int, clusters: int, seed: int = 0, spread: float = 0.3) -> np.ndarray:
@@ -127,8 +127,46 @@ def test_bad_inputs_give_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(IndexFileError, match="not a structvpr place index"):
         PlaceIndex.load(tmp_path)
-    # k larger than the index: padded with -1 ids like FAISS
+    # k larger than the index: at most len(index) columns, never padding (issue 13 item 4)
     small = PlaceIndex.build(database[:3])
     result = small.search(database[:1], k=5)
-    assert result.ids[0, 0] == 0 and set(result.ids[0, :3]) == {0, 1, 2}
-    assert list(result.ids[0, 3:]) == [-1, -1] and np.all(np.isneginf(result.scores[0, 3:]))
+    assert result.ids.shape == (1, 3) and sorted(result.ids[0]) == [0, 1, 2] and result.ids[0, 0] == 0
+    assert np.isfinite(result.scores).all()
+
+
+def test_k_beyond_the_index_size_returns_every_row_once_and_parameters_below_one_are_refused(
+    corridor_descriptors,
+) -> None:
+    """Issue 13 item 4: k=100000 on the 111-image Corridor map gave 99889 padded columns (id -1,
+    score -inf) that `paths[ids]` silently turned into the last image; --ef-search -5 missed the top-1."""
+    database, queries, paths = corridor_descriptors
+    for kind, options in (("flat", {}), ("hnsw", {"ef_search": 4}), ("ivfflat", {"nprobe": 2})):
+        index = PlaceIndex.build(database, kind=kind, metadata={"paths": [p.name for p in paths]})
+        result = index.search(queries[:4], k=100_000, **options)
+        assert result.ids.shape == (4, len(database)), kind
+        if kind == "flat":  # exact: every row exactly once, best first
+            assert all(sorted(row) == list(range(len(database))) for row in result.ids)
+            np.testing.assert_array_equal(result.ids[:, 0], (queries[:4] @ database.T).argmax(axis=1))
+        for name, value in (("k", 0), ("ef_search", -5), ("nprobe", 0), ("rerank", -1)):
+            with pytest.raises(ValueError, match=f"{name.replace('_', '-')} must be >= 1, got {value}"):
+                index.search(queries[:1], **{"k": 3, name: value})
+
+
+def test_an_empty_descriptor_array_is_refused_with_a_clear_error() -> None:
+    """Issue 13 item 8: PlaceIndex.build(model.describe([])) raised IndexError: index 0 is out of bounds."""
+    with pytest.raises(ValueError, match=r"no rows \(shape \(0, 32\)\): an index needs at least one descriptor"):
+        PlaceIndex.build(np.empty((0, 32), np.float32))
+    for kind in ("hnsw", "ivfpq"):
+        with pytest.raises(ValueError, match="at least one descriptor"):
+            PlaceIndex.build(np.empty((0, 32), np.float32), kind=kind)
+
+
+def test_a_model_with_another_hash_is_refused_naming_both_unless_allowed() -> None:
+    """Issue 13 item 3 (API side): an index refuses a model whose sha256 differs from the recorded one."""
+    index = PlaceIndex.build(clustered_descriptors(20, 16, clusters=2))
+    index.check_model("f" * 64)  # records no model: any model is accepted
+    index.info = {"model": "/runs/a/model.pt", "model_sha256": "a" * 64}
+    index.check_model("a" * 64, "a.pt")
+    with pytest.raises(ModelMismatchError, match=r"b\.pt: not the model .*/runs/a/model\.pt, sha256 aaaaaaaaaaaa"):
+        index.check_model("b" * 64, "b.pt")
+    index.check_model("b" * 64, "b.pt", allow_mismatch=True)

@@ -56,9 +56,8 @@ def test_mixvpr_output_dimension_and_fixed_spatial_size() -> None:
 
 @pytest.mark.parametrize(("name", "expected_dim"), [("gem", 40), ("netvlad", 40 * 8), ("mixvpr", 64 * 2)])
 def test_build_aggregator_reports_its_output_dimension(name: str, expected_dim: int) -> None:
-    module, dim = build_aggregator(
-        name, 40, feature_size=(2, 3), netvlad_clusters=8, mixvpr_out_channels=64, mixvpr_out_rows=2
-    )
+    options = {"gem": {}, "netvlad": {"clusters": 8}, "mixvpr": {"out_channels": 64, "out_rows": 2}}[name]
+    module, dim = build_aggregator(name, 40, feature_size=(2, 3), **options)
     assert dim == expected_dim
     assert module(torch.rand(2, 40, 2, 3)).shape == (2, expected_dim)
 
@@ -68,3 +67,5 @@ def test_build_aggregator_errors_name_the_problem() -> None:
         build_aggregator("avg", 8)
     with pytest.raises(ValueError, match="feature map size"):
         build_aggregator("mixvpr", 8)
+    with pytest.raises(ValueError, match="aggregator 'gem': bad options"):
+        build_aggregator("gem", 8, clusters=4)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from structvpr.data.images import IMAGENET_MEAN
+from structvpr.dataclass_dict import from_plain_dict, to_plain_dict
 from structvpr.model import ModelConfig, VPRNet, build_model
 
 
@@ -37,10 +38,10 @@ def test_config_round_trips_through_json_and_fills_backbone_normalisation() -> N
     config = ModelConfig(backbone="resnet18", aggregator="netvlad", descriptor_dim=256, image_size=(480, 640))
     assert config.mean == IMAGENET_MEAN
     assert ModelConfig().mean == (0.5, 0.5, 0.5) and ModelConfig().std == (0.5, 0.5, 0.5)
-    restored = ModelConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    restored = from_plain_dict(ModelConfig, json.loads(json.dumps(to_plain_dict(config))))
     assert restored == config and restored.image_size == (480, 640)
-    with pytest.raises(ValueError, match="unknown model config keys: colour"):
-        ModelConfig.from_dict({"colour": 1})
+    with pytest.raises(ValueError, match="unknown config key 'colour'"):
+        from_plain_dict(ModelConfig, {"colour": 1})
     with pytest.raises(ValueError, match="unknown backbone"):
         ModelConfig(backbone="vit")
 

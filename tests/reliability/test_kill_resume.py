@@ -360,18 +360,18 @@ def test_index_build_killed_at_a_random_point_resumes_with_its_chunks(index_setu
     work = tmp_path / "index.partial"
     log = tmp_path / "killed.log"
     process = start(*_index_build_arguments(index_setup, out), log=log)
-    wait_until(process, (work / "chunk_000000.npy").is_file, timeout=240, log=log)
+    wait_until(process, (work / "chunk_000000.npz").is_file, timeout=240, log=log)
     first = time.monotonic()
-    wait_until(process, (work / "chunk_000001.npy").is_file, timeout=240, log=log)
+    wait_until(process, (work / "chunk_000001.npz").is_file, timeout=240, log=log)
     chunk_seconds = time.monotonic() - first
     # Within the next two chunks' time: six chunks and the index save are still ahead, on any machine.
     time.sleep(random.Random(KILL_SEED).uniform(0.0, 2 * chunk_seconds))
     assert kill_group(process), "the build finished before the kill: nothing was interrupted"
     assert not (out / "manifest.json").exists()
-    chunks = sorted(work.glob("chunk_*.npy"))
+    chunks = sorted(work.glob("chunk_*.npz"))
     assert 2 <= len(chunks) < 8
     for chunk in chunks:  # every chunk on disk is whole
-        assert np.load(chunk, allow_pickle=False).shape == (8, 32), chunk
+        assert np.load(chunk, allow_pickle=False)["descriptors"].shape == (8, 32), chunk
     kept = {chunk.name: chunk.stat().st_mtime_ns for chunk in chunks}
     result = run_structvpr(*_index_build_arguments(index_setup, out), "--keep-descriptors")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -386,9 +386,9 @@ def test_index_build_killed_before_a_chunk_rename_and_inside_the_save_resumes(
     out = tmp_path / "index"
     arguments = _index_build_arguments(index_setup, out)
     # A chunk fully written to its temporary file, not renamed: the resume must recompute it.
-    run_killed_at_replace(*arguments, pattern=r"chunk_000003\.npy$", when="before")
-    assert sorted(p.name for p in (tmp_path / "index.partial").glob("chunk_*.npy")) == [
-        f"chunk_{n:06d}.npy" for n in range(3)
+    run_killed_at_replace(*arguments, pattern=r"chunk_000003\.npz$", when="before")
+    assert sorted(p.name for p in (tmp_path / "index.partial").glob("chunk_*.npz")) == [
+        f"chunk_{n:06d}.npz" for n in range(3)
     ]
     # Then killed in the middle of saving the index (ids written into the staging folder).
     run_killed_at_replace(*arguments, pattern=r"/\.index\.[^/]+\.tmp/ids\.npy$", when="after")

@@ -21,6 +21,8 @@ import torch
 from PIL import Image
 from tiny_runs import write_tiny_config
 
+from structvpr.io_utils import sha256_of_file
+
 
 class CreatesMarker:
     """Unpickling this object creates the file `marker` (a stand-in for any code execution)."""
@@ -301,7 +303,14 @@ def _index_build_with_planted_chunk(tmp_path: Path, marker: Path) -> list[str]:
         "--keep-descriptors",
     ]
     assert main(arguments) == 0
-    hostile_npy(tmp_path / "index.partial" / "chunk_000000.npy", marker)
+    # The planted chunk claims the right model, so the resume reaches its image keys.
+    chunk = tmp_path / "index.partial" / "chunk_000000.npz"
+    np.savez(
+        chunk,
+        model_sha256=np.array(sha256_of_file(tmp_path / "model.pt")),
+        keys=np.array([CreatesMarker(marker)], dtype=object),
+        descriptors=np.zeros((1, 8), np.float32),
+    )
     return arguments
 
 
@@ -323,7 +332,7 @@ def test_index_build_names_the_refused_chunk_file(tmp_path: Path, marker: Path, 
     arguments = _index_build_with_planted_chunk(tmp_path, marker)
     capsys.readouterr()
     assert main(arguments) == 1
-    assert "chunk_000000.npy" in capsys.readouterr().err
+    assert "chunk_000000.npz" in capsys.readouterr().err
 
 
 def test_ground_truth_object_array_needs_the_explicit_allow_pickle_option(tmp_path: Path, marker: Path) -> None:

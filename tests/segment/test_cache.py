@@ -9,13 +9,8 @@ import pytest
 from PIL import Image
 
 from structvpr.data.images import BadImageError
-from structvpr.data.label_paths import label_path_for
-from structvpr.segment.cache import (
-    LabelMapError,
-    build_label_cache,
-    read_label_map,
-    write_label_map,
-)
+from structvpr.data.label_maps import LabelMapError, label_path_for, read_label_map, write_label_map
+from structvpr.segment.cache import build_label_cache
 from structvpr.segment.segmenters import build_segmenter
 
 

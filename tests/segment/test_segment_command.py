@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from structvpr.segment.cache import read_label_map
+from structvpr.data.label_maps import read_label_map
 
 NUM_IMAGES = 200
 

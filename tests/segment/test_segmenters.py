@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from structvpr.segment.cache import LabelMapError, write_label_map
+from structvpr.data.label_maps import LabelMapError, write_label_map
 from structvpr.segment.classes import CITYSCAPES_CLASSES
 from structvpr.segment.segmenters import build_segmenter
 

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from structvpr.commands import add_common_arguments
-from structvpr.data.layouts import add_dataset_arguments, dataset_from_args
-from structvpr.model.aggregators import AGGREGATOR_NAMES
-from structvpr.model.backbones import BACKBONE_NAMES
+from structvpr.commands.dataset_args import add_dataset_arguments, dataset_from_args
 from structvpr.sequence.commands import add_sequence_arguments, run_sequences
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from structvpr.api import StructVPRModel
+
+
+# = structvpr.model's BACKBONE_NAMES and AGGREGATOR_NAMES, without importing torch to parse (a test checks)
+BACKBONE_CHOICES = ("efficientnet_lite0", "resnet18", "resnet50")
+AGGREGATOR_CHOICES = ("gem", "netvlad", "mixvpr")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,23 +29,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Compute descriptors for the database and query images of each DATASET, search "
         "exactly with FAISS and print one Recall@N line per dataset (queries without a "
         "positive are excluded and counted). Use a trained model file (--model) or build "
-        "an untrained one from ImageNet weights (--backbone/--aggregator).",
+        "an untrained one from ImageNet weights (--backbone/--aggregator). Paths are relative to "
+        "the working folder.",
     )
     parser.add_argument("datasets", nargs="+", type=Path, metavar="DATASET", help="dataset root(s)")
     add_dataset_arguments(parser)
     model_group = parser.add_argument_group("model")
     model_group.add_argument(
-        "--model", type=Path, default=None, help="model file written by `structvpr train` (model.pt)"
+        "--model",
+        default=None,
+        help="what structvpr.load accepts: a model file (model.pt), a run folder, an exported .onnx "
+        "file, or a built-in name such as imagenet-efficientnet_lite0-gem",
     )
     model_group.add_argument(
         "--backbone",
-        choices=BACKBONE_NAMES,
+        choices=BACKBONE_CHOICES,
         default="efficientnet_lite0",
         help="without --model: backbone with ImageNet weights",
     )
     model_group.add_argument(
         "--aggregator",
-        choices=AGGREGATOR_NAMES,
+        choices=AGGREGATOR_CHOICES,
         default="gem",
         help="without --model: aggregation of the last feature map",
     )
@@ -84,55 +97,74 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _build_model(args: argparse.Namespace):
-    """The model to evaluate: loaded from --model, else built from ImageNet weights."""
-    from dataclasses import replace
+def _as_module(loaded: StructVPRModel) -> nn.Module:
+    """A model from `structvpr.load` as evaluate_dataset's [B, 3, H, W] -> [B, D] module
+    (its PyTorch network, or a module that runs the ONNX Runtime session)."""
+    if loaded.network is not None:
+        return loaded.network
+    import torch
+    from torch import nn
 
+    class OnnxModule(nn.Module):
+        def forward(self, batch: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(loaded._run(batch))
+
+    return OnnxModule()
+
+
+def _build_model(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
+    """The model to evaluate and its preprocessing (image_size, mean, std): --model through
+    `structvpr.load`, else a network built from ImageNet weights."""
+    from structvpr.api import load
     from structvpr.model.vpr_net import ModelConfig, build_model
 
+    image_size = tuple(args.image_size) if args.image_size is not None else None
     if args.model is not None:
-        from structvpr.model.model_file import load_model_file
-
-        model, _ = load_model_file(args.model, map_location="cpu")
-        if args.image_size is not None:
-            model.config = replace(model.config, image_size=tuple(args.image_size))
-        return model
-    options = {"image_size": tuple(args.image_size)} if args.image_size is not None else {}
+        loaded = load(args.model, device=args.device)
+        preprocessing = {"image_size": image_size or loaded.image_size, "mean": loaded.mean, "std": loaded.std}
+        return _as_module(loaded), preprocessing
     config = ModelConfig(
         backbone=args.backbone,
         aggregator=args.aggregator,
         gem_p=args.gem_p,
         descriptor_dim=args.descriptor_dim,
         pretrained=not args.no_pretrained,
-        **options,
+        **({"image_size": image_size} if image_size is not None else {}),
     )
-    return build_model(config)
+    network = build_model(config).to(args.device)
+    return network, {"image_size": config.image_size, "mean": config.mean, "std": config.std}
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate every dataset; returns 0, or raises an error naming the file and problem."""
+    import contextlib
+
     from structvpr.evaluate.evaluate import evaluate_dataset
+    from structvpr.locks import output_lock
+    from structvpr.output_paths import check_output_folder
 
     if (args.save_descriptors or args.num_preds_to_save > 0) and args.out is None:
         raise ValueError("--save-descriptors and --num-preds-to-save need --out DIR")
-    if args.out is not None and args.out.exists() and not args.out.is_dir():
-        raise ValueError(f"{args.out}: --out must be a folder")
-    datasets = [dataset_from_args(path, args) for path in args.datasets]  # fail before the model loads
-    model = _build_model(args).to(args.device)
-    if args.sequence_length:
-        run_sequences(model, datasets, args)
-        return 0
-    for dataset in datasets:
-        evaluate_dataset(
-            model,
-            dataset,
-            recall_values=args.recall_values,
-            batch_size=args.batch_size,
-            device=args.device,
-            num_workers=args.num_workers,
-            out_dir=args.out,
-            save_descriptors=args.save_descriptors,
-            num_preds_to_save=args.num_preds_to_save,
-            progress=not args.quiet,
-        )
+    if args.out is not None:
+        check_output_folder(args.out, "results folder")  # writable and not a file, before any work
+    with output_lock(args.out) if args.out is not None else contextlib.nullcontext():
+        datasets = [dataset_from_args(path, args) for path in args.datasets]  # fail before the model loads
+        model, preprocessing = _build_model(args)
+        if args.sequence_length:
+            run_sequences(model, datasets, args, preprocessing)
+            return 0
+        for dataset in datasets:
+            evaluate_dataset(
+                model,
+                dataset,
+                **preprocessing,
+                recall_values=args.recall_values,
+                batch_size=args.batch_size,
+                device=args.device,
+                num_workers=args.num_workers,
+                out_dir=args.out,
+                save_descriptors=args.save_descriptors,
+                num_preds_to_save=args.num_preds_to_save,
+                progress=not args.quiet,
+            )
     return 0

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from structvpr.commands import add_common_arguments
-from structvpr.export import FORMATS
+
+FORMATS = ("onnx", "torchscript")  # = structvpr.export.FORMATS, without importing torch to parse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,13 +38,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export and verify; returns 0 (errors name the file and problem)."""
-    from structvpr.api import load
-    from structvpr.export import export_model
+    from structvpr.locks import output_lock
+    from structvpr.output_paths import check_output_file
+    from structvpr.progress import status
 
-    model = load(args.model, device="cpu")
-    if model.network is None:
-        raise ValueError(f"{args.model}: already an exported model; export from a structvpr model file")
-    export_model(model.network, args.out, args.format, check_images=args.check_images, tolerance=args.tolerance)
+    check_output_file(args.out, f"{args.format} file")
+    with output_lock(args.out):
+        from structvpr.api import load
+        from structvpr.export import export_model
+
+        with status(f"loading model {args.model}"):
+            model = load(args.model, device="cpu")
+        if model.network is None:
+            raise ValueError(f"{args.model}: already an exported model; export from a structvpr model file")
+        with status(f"exporting to {args.out} and checking it against PyTorch"):
+            export_model(model.network, args.out, args.format, check_images=args.check_images, tolerance=args.tolerance)
     height, width = model.image_size
     print(
         f"input: images float32 [B, 3, {height}, {width}], normalised with mean {model.mean} and std "

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from structvpr.commands import add_common_arguments
+from structvpr.commands.index import positive_int
 from structvpr.sequence.commands import add_query_sequence_arguments
 
 FORMATS = ("table", "json", "csv")
@@ -29,12 +30,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--model", default=None, help="model file / run folder / .onnx (default: the one recorded in the index)"
     )
-    parser.add_argument("-k", type=int, default=5, help="neighbours per query")
-    parser.add_argument("--nprobe", type=int, default=None, help="IVF lists to visit (ivfflat, ivfpq)")
-    parser.add_argument("--ef-search", type=int, default=None, help="HNSW search breadth")
+    parser.add_argument(
+        "--allow-model-mismatch",
+        action="store_true",
+        help="search even if --model is not the model the index was built with (scores are then not comparable)",
+    )
+    parser.add_argument("-k", type=positive_int, default=5, help="neighbours per query (at most the index size)")
+    parser.add_argument("--nprobe", type=positive_int, default=None, help="IVF lists to visit (ivfflat, ivfpq)")
+    parser.add_argument("--ef-search", type=positive_int, default=None, help="HNSW search breadth")
     parser.add_argument(
         "--rerank",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="R",
         help="re-rank the top R approximate candidates with exact scores (ivfpq)",
@@ -48,7 +54,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="write one image per query: the query and its top-k map images",
     )
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--on-bad-image",
+        choices=("error", "skip"),
+        default="error",
+        help="an undecodable query image stops the query naming it (error, default) or is left out and counted",
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda")
     add_query_sequence_arguments(parser)
     add_common_arguments(parser)
@@ -56,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _query_paths(items: list[Path]) -> list[Path]:
-    from structvpr.data.layouts._common import list_images
+    from structvpr.data.listing import list_images
 
     paths: list[Path] = []
     for item in items:
@@ -118,22 +130,33 @@ def format_rows(rows: list[dict], fmt: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Search and print (or write) the results; returns 0."""
-    from structvpr.api import load
+    from structvpr.output_paths import check_output_file, check_output_folder
+
+    if args.out is not None:
+        check_output_file(args.out, "results file")
+    if args.save_preds is not None:
+        check_output_folder(args.save_preds, "prediction images folder")
     from structvpr.index.place_index import PlaceIndex
     from structvpr.io_utils import atomic_write_text
+    from structvpr.model_source import model_fingerprint
+    from structvpr.progress import status
 
     index = PlaceIndex.load(args.index)
     model_argument = args.model or index.info.get("model")
     if not model_argument:
         raise ValueError(f"{args.index}: the index records no model; pass --model")
-    model = load(model_argument, device=args.device)
+    index.check_model(model_fingerprint(model_argument), str(model_argument), args.allow_model_mismatch)
+    query_paths = _query_paths(args.images)
+    from structvpr.api import load
+
+    with status(f"loading model {model_argument}"):
+        model = load(model_argument, device=args.device)
     if model.descriptor_dim != index.dim:
         raise ValueError(
             f"{model_argument}: descriptors have D = {model.descriptor_dim} but index {args.index} "
             f"holds D = {index.dim}: use the model the index was built with"
         )
-    query_paths = _query_paths(args.images)
-    descriptors = model.describe(query_paths, batch_size=args.batch_size)
+    descriptors, query_paths = _describe_queries(model, query_paths, args.batch_size, args.on_bad_image)
     confidence = None
     if args.sequence:
         from structvpr.sequence.commands import match_route
@@ -148,8 +171,30 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     if args.save_preds is not None:
-        _save_prediction_images(query_paths, index, result, args.save_preds)
+        from structvpr.locks import output_lock
+
+        with output_lock(args.save_preds):
+            _save_prediction_images(query_paths, index, result, args.save_preds)
     return 0
+
+
+def _describe_queries(model, paths: list[Path], batch_size: int, on_bad_image: str) -> tuple:
+    """Descriptors of the readable query images and their paths; with on_bad_image="skip" the
+    undecodable ones are left out and counted on stderr."""
+    from structvpr.index.build import describe_images
+
+    described = describe_images(
+        model, paths, chunk_size=len(paths), batch_size=batch_size, on_bad_image=on_bad_image, progress=False
+    )
+    if described.skipped:
+        print(
+            f"skipped {len(described.skipped)} files: {len(described.skipped)} bad_image "
+            f"(first: {described.skipped[0]})",
+            file=sys.stderr,
+        )
+    if not described.image_numbers:
+        raise ValueError(f"no readable query images left ({len(described.skipped)} skipped)")
+    return described.descriptors, [paths[n] for n in described.image_numbers]
 
 
 def _save_prediction_images(query_paths: list[Path], index, result, out_dir: Path) -> None:

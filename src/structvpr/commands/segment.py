@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from structvpr.commands import add_common_arguments
+from structvpr.commands.dataset_args import add_dataset_arguments, dataset_from_args
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 PREVIEW_COUNT = 8
 
 
@@ -70,41 +70,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--merge-table", default="structural-6", help="merge table for --preview: a built-in name or a YAML file"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    try:
-        from structvpr.data.layouts import add_dataset_arguments
-    except ImportError:  # layout readers not installed: plain folders only
-        parser.add_argument("--on-bad-image", choices=("error", "skip"), default="error")
-    else:
-        add_dataset_arguments(parser)  # includes --on-bad-image {error,skip}
+    add_dataset_arguments(parser)  # includes --on-bad-image {error,skip}
     add_common_arguments(parser)
     parser.set_defaults(run=run)
 
 
-def list_folder_images(folder: Path) -> list[Path]:
-    """Every image under `folder` (recursive, sorted), skipping `*_labels` folders."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: dataset folder does not exist")
-    return sorted(
-        path
-        for path in folder.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES
-        and path.is_file()
-        and not any(part.endswith("_labels") for part in path.relative_to(folder).parts[:-1])
-    )
-
-
 def dataset_image_paths(args: argparse.Namespace) -> list[Path]:
-    """Database then query images of the dataset (layout readers when present, else a plain folder)."""
-    try:
-        from structvpr.data.layouts import dataset_from_args
-    except ImportError:
-        paths = list_folder_images(args.dataset)
-    else:
-        # The cache decodes every image anyway and reports bad ones itself, so the reader must not
-        # pre-decode (its on_bad_image="skip" would) and silently drop them from the count.
-        reader_args = argparse.Namespace(**{**vars(args), "on_bad_image": "error"})
-        dataset = dataset_from_args(args.dataset, reader_args)
-        paths = list(dict.fromkeys([*dataset.database_paths, *dataset.query_paths]))
+    """Database then query images of the dataset (any layout; a plain folder: every image in it)."""
+    # The cache decodes every image anyway and reports bad ones itself, so the reader must not
+    # pre-decode (its on_bad_image="skip" would) and silently drop them from the count.
+    reader_args = argparse.Namespace(**{**vars(args), "on_bad_image": "error"})
+    dataset = dataset_from_args(args.dataset, reader_args)
+    paths = list(dict.fromkeys([*dataset.database_paths, *dataset.query_paths]))
     if not paths:
         raise FileNotFoundError(f"{args.dataset}: no images found")
     return paths[: args.limit] if args.limit is not None else paths
@@ -112,8 +89,7 @@ def dataset_image_paths(args: argparse.Namespace) -> list[Path]:
 
 def _write_previews(paths: list[Path], folder: Path, table_name: str) -> None:
     from structvpr.data.images import load_rgb
-    from structvpr.data.label_paths import label_path_for
-    from structvpr.segment.cache import read_label_map
+    from structvpr.data.label_maps import label_path_for, read_label_map
     from structvpr.segment.classes import load_merge_table
     from structvpr.segment.visualize import save_side_by_side
 
@@ -126,11 +102,22 @@ def _write_previews(paths: list[Path], folder: Path, table_name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the label-map cache and print the summary; 0 on success."""
+    if args.batch_size < 1 or args.num_workers < 0 or (args.limit is not None and args.limit < 1):
+        raise ValueError("--batch-size and --limit must be >= 1 and --num-workers >= 0")
+    from structvpr.locks import output_lock
+
+    # The label maps go beside the images, inside the dataset: the lock file lives there too.
+    lock_folder = args.dataset if args.dataset.is_dir() else args.dataset.parent
+    if not lock_folder.is_dir():
+        return _segment(args)  # no dataset there: the reader names the path
+    with output_lock(args.dataset, lock_file=lock_folder / ".structvpr-segment.lock"):
+        return _segment(args)
+
+
+def _segment(args: argparse.Namespace) -> int:
     from structvpr.segment.cache import build_label_cache, default_compute_threads
     from structvpr.segment.segmenters import build_segmenter
 
-    if args.batch_size < 1 or args.num_workers < 0 or (args.limit is not None and args.limit < 1):
-        raise ValueError("--batch-size and --limit must be >= 1 and --num-workers >= 0")
     paths = dataset_image_paths(args)
     options: dict = {} if args.input_size is None else {"input_size": args.input_size}
     if args.segmenter == "espnetv2":

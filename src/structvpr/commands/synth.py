@@ -8,16 +8,15 @@ from pathlib import Path
 from structvpr.commands import add_common_arguments
 
 _PREVIEW_DEFAULT = "<out>/preview.png"
+# = structvpr.data.synth's CONDITIONS, DATABASE_CONDITION and DEFAULT_QUERY_CONDITIONS (a test checks
+# it), spelled out so that parsing the arguments does not import the renderer and torch.
+CONDITIONS = ("day", "dusk", "night", "winter", "fog", "rain")
+DATABASE_CONDITION = "day"
+DEFAULT_QUERY_CONDITIONS = ("dusk", "night", "winter", "fog")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `synth` subcommand."""
-    from structvpr.data.synth import (
-        CONDITIONS,
-        DATABASE_CONDITION,
-        DEFAULT_QUERY_CONDITIONS,
-    )
-
     parser = subparsers.add_parser(
         "synth",
         help="render the synthetic town (UTM layout + exact label maps + metadata.csv)",
@@ -86,10 +85,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Render the dataset (when --out is given) and the preview (when --preview is given)."""
-    from structvpr.data.synth import generate_town, render_preview
+    from structvpr.locks import output_lock
+    from structvpr.output_paths import check_output_file, check_output_folder
 
     if args.out is None and args.preview is None:
         raise ValueError("give --out DIR (dataset) and/or --preview [PNG] (contact sheet)")
+    if args.out is not None:
+        check_output_folder(args.out, "dataset folder")
+    target = None
+    if args.preview is not None:
+        if args.preview == _PREVIEW_DEFAULT:
+            target = args.out / "preview.png" if args.out is not None else Path("synth_preview.png")
+        else:
+            target = Path(args.preview)
+        check_output_file(target, "preview image")
+    with output_lock(args.out if args.out is not None else target):
+        _render(args, target)
+    return 0
+
+
+def _render(args: argparse.Namespace, preview: Path | None) -> None:
+    from structvpr.data.synth import generate_town, render_preview
+    from structvpr.progress import status
+
     if args.out is not None:
         result = generate_town(
             args.out,
@@ -110,11 +128,16 @@ def run(args: argparse.Namespace) -> int:
             f"({result.rendered} rendered, {result.reused} reused, {result.seconds:.1f} s); "
             f"metadata: {result.metadata_path}"
         )
-    if args.preview is not None:
-        if args.preview == _PREVIEW_DEFAULT:
-            target = args.out / "preview.png" if args.out is not None else Path("synth_preview.png")
-        else:
-            target = Path(args.preview)
-        render_preview(target, seed=args.seed)
-        print(f"synth: preview written to {target}")
-    return 0
+    if preview is not None:
+        # The preview shows the town just generated (or that --places and --seed would generate):
+        # the same places, conditions and image size.
+        with status(f"rendering the preview {preview}"):
+            render_preview(
+                preview,
+                seed=args.seed,
+                conditions=(args.database_condition, *[c for c in args.conditions if c != args.database_condition]),
+                town_places=args.places,
+                split_fractions=tuple(args.split_fractions),
+                image_size=tuple(args.image_size),
+            )
+        print(f"synth: preview written to {preview}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,11 @@ from sklearn.neighbors import NearestNeighbors
 
 class DatasetError(ValueError):
     """A dataset on disk is missing, empty or malformed; the message names the file and problem."""
+
+
+def printable_path(path: str | Path) -> str:
+    """A path as text that can always be printed or written as UTF-8 (undecodable bytes as \\xNN)."""
+    return os.fsencode(str(path)).decode("utf-8", errors="backslashreplace")
 
 
 @dataclass
@@ -74,8 +80,10 @@ class PlaceDataset:
             return [np.unique(np.asarray(row, dtype=np.int64)) for row in self.ground_truth]
         if not self.is_labelled:
             raise DatasetError(
-                f"{self.root}: dataset {self.name} has no coordinates or ground truth; "
-                "it can be searched but not evaluated"
+                f"{printable_path(self.root)}: dataset {self.name} has no coordinates or ground truth; it can be "
+                "searched but not evaluated. To evaluate, give positives: UTM file names (@east@north@...), "
+                "a ground-truth file (--layout gt_list --ground-truth FILE), or two frame-aligned folders "
+                "(--layout sequence); see docs/datasets.md"
             )
         radius = self.threshold_m if threshold_m is None else threshold_m
         if self.num_database == 0 or self.num_queries == 0:
@@ -87,7 +95,7 @@ class PlaceDataset:
     def summary(self) -> str:
         """One line naming dataset, split, counts and threshold."""
         if self.ground_truth is not None:
-            threshold = "explicit ground truth"
+            threshold = self.extra.get("positives", "explicit ground truth")
         elif "frame_tolerance" in self.extra:
             threshold = f"threshold +/- {self.extra['frame_tolerance']} frames"
         else:

@@ -1,6 +1,7 @@
 """Place-labelled training images for metric learning (optionally with their label maps).
 
-Places: a `metadata.csv` with a `place_id` column (the synthetic town writes one) defines them;
+Places: a layout that knows them (GSV-Cities: `extra['database_places']` / `['query_places']`),
+else a `metadata.csv` with a `place_id` column (the synthetic town writes one) defines them;
 otherwise images are grouped from their coordinates on a square grid whose cells have side
 radius / sqrt(2), so any two images of a place are at most `radius` (10 m) apart, i.e. true
 training positives. Neighbouring cells are different places although they may be closer than the
@@ -25,17 +26,13 @@ from structvpr.data.images import (
     image_transform,
     load_rgb,
 )
-from structvpr.data.label_paths import label_path_for
+from structvpr.data.label_maps import load_label_map
 from structvpr.data.layouts._common import printable_path, read_csv_rows
 from structvpr.data.place_dataset import DatasetError, PlaceDataset
 
 TRAINING_POSITIVE_RADIUS_M = 10.0
 METADATA_FILE = "metadata.csv"
 PATH_COLUMNS = ("path", "image_path", "relative_path", "file", "image", "filename")
-
-
-class LabelMapError(DatasetError):
-    """The label map of a training image is missing or not a single-channel 8-bit image."""
 
 
 def places_from_coordinates(coords: np.ndarray, radius_m: float = TRAINING_POSITIVE_RADIUS_M) -> np.ndarray:
@@ -80,32 +77,6 @@ def read_place_metadata(csv_path: Path) -> tuple[dict[str, str], dict[str, tuple
         if has_coords and row["east"] and row["north"]:
             coords_of[relative] = (float(row["east"]), float(row["north"]))
     return place_of, coords_of
-
-
-def load_label_map(image_path: str | Path, size: Sequence[int]) -> torch.Tensor:
-    """The label map of `image_path` as uint8 [H, W] (trainIds, 255 = ignore), NEAREST-resized to size."""
-    label_path = label_path_for(image_path)
-    if not label_path.is_file():
-        raise LabelMapError(
-            f"{printable_path(label_path)}: label map of {printable_path(image_path)} "
-            "is missing (write label maps with `structvpr segment`)"
-        )
-    try:
-        with Image.open(label_path) as label_image:
-            if label_image.mode not in ("L", "P"):
-                raise LabelMapError(
-                    f"{printable_path(label_path)}: label map of {printable_path(image_path)}"
-                    f" is mode {label_image.mode}, expected single-channel 8-bit (L or P)"
-                )
-            height, width = int(size[0]), int(size[1])
-            if label_image.size != (width, height):
-                label_image = label_image.resize((width, height), Image.NEAREST)
-            array = np.array(label_image, dtype=np.uint8)
-    except OSError as error:
-        raise LabelMapError(
-            f"{printable_path(label_path)}: cannot read label map of {printable_path(image_path)} ({error})"
-        ) from error
-    return torch.from_numpy(array)
 
 
 class PlaceTrainingSet(Dataset):
@@ -200,9 +171,12 @@ class PlaceTrainingSet(Dataset):
         metadata_csv: str | Path | None = None,
         **kwargs,
     ) -> PlaceTrainingSet:
-        """Database (+ query) images of `dataset`, places from `<root>/metadata.csv` or coordinates."""
+        """Database (+ query) images of `dataset`, places from the layout (GSV-Cities), else
+        `<root>/metadata.csv`, else coordinates."""
         paths = list(dataset.database_paths) + (list(dataset.query_paths) if include_queries else [])
         csv_path = Path(metadata_csv) if metadata_csv else dataset.root / METADATA_FILE
+        if "database_places" in dataset.extra and metadata_csv is None:
+            return cls._from_layout_places(dataset, paths, include_queries, **kwargs)
         if csv_path.is_file():
             return cls._from_metadata(paths, csv_path, dataset.root, **kwargs)
         if dataset.database_coords is None or (include_queries and dataset.query_coords is None):
@@ -212,6 +186,22 @@ class PlaceTrainingSet(Dataset):
             )
         coords = [dataset.database_coords] + ([dataset.query_coords] if include_queries else [])
         return cls.from_coordinates(paths, np.concatenate(coords), positive_radius_m, **kwargs)
+
+    @classmethod
+    def _from_layout_places(
+        cls, dataset: PlaceDataset, paths: list[Path], include_queries: bool, **kwargs
+    ) -> PlaceTrainingSet:
+        """Places named by the layout, one per image; centres from the coordinates when present."""
+        names = list(dataset.extra["database_places"]) + (
+            list(dataset.extra["query_places"]) if include_queries else []
+        )
+        _, places = np.unique(np.asarray(names), return_inverse=True)
+        places = places.reshape(-1)
+        coords = [dataset.database_coords] + ([dataset.query_coords] if include_queries else [])
+        centres = None
+        if all(part is not None for part in coords):
+            centres = place_centres(np.concatenate([np.asarray(part) for part in coords]), places)
+        return cls(paths, places, centres=centres, **kwargs)
 
     @classmethod
     def _from_metadata(cls, paths: list[Path], csv_path: Path, root: Path, **kwargs) -> PlaceTrainingSet:

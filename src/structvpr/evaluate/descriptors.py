@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +71,53 @@ def _open_output(out_file: str | Path | None, shape: tuple[int, int]) -> tuple[n
         raise
 
 
-@torch.inference_mode()
+def describe_batches(
+    network: Callable[[torch.Tensor], torch.Tensor | np.ndarray],
+    batches: Iterable[torch.Tensor],
+    count: int,
+    *,
+    device: str | torch.device = "cpu",
+    allocate: Callable[[tuple[int, int]], np.ndarray] | None = None,
+    progress: bool = False,
+    desc: str = "descriptors",
+) -> np.ndarray:
+    """The one image -> descriptor loop: float32 [count, D], row i from the i-th input row.
+
+    network: an nn.Module (run in eval mode under inference_mode, its training mode restored after;
+    each batch moved to `device`) or any callable, e.g. an ONNX Runtime session wrapper, that maps
+    a CPU batch to [B, D] (tensor or array). batches: float32 [B, C, H, W] in order, `count` rows in
+    all. allocate(shape) gives the writable output once D is known (default: an in-memory array);
+    rows are written batch by batch, so a memory map keeps memory bounded.
+    """
+    module = network if isinstance(network, nn.Module) else None
+    was_training = module is not None and module.training
+    if module is not None:
+        module.eval()
+    output: np.ndarray | None = None
+    start = 0
+    try:
+        with torch.inference_mode():
+            for batch in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
+                rows = module(batch.to(device, non_blocking=True)) if module is not None else network(batch)
+                rows = rows.float().cpu().numpy() if isinstance(rows, torch.Tensor) else rows.astype(np.float32)
+                if start + len(rows) > count:
+                    raise ValueError(f"describe_batches: more than the {count} rows announced")
+                if output is None:
+                    output = (allocate or _in_memory)((count, rows.shape[1]))
+                output[start : start + len(rows)] = rows
+                start += len(rows)
+    finally:
+        if module is not None:
+            module.train(was_training)
+    if start != count or output is None:
+        raise ValueError(f"describe_batches: {start} rows described, {count} announced")
+    return output
+
+
+def _in_memory(shape: tuple[int, int]) -> np.ndarray:
+    return np.empty(shape, np.float32)
+
+
 def compute_descriptors(
     model: nn.Module,
     paths: Sequence[str | Path],
@@ -104,32 +150,37 @@ def compute_descriptors(
         num_workers=num_workers,
         pin_memory=torch.device(device).type == "cuda",
     )
-    was_training = model.training
-    model.eval()
-    output: np.memmap | None = None
-    tmp_path: Path | None = None
-    bad_paths: list[Path] = []
-    try:
+    out_path = None if out_file is None else Path(out_file)
+    bad_rows: list[int] = []
+    temporary: list[Path] = []
+
+    def images() -> Iterator[torch.Tensor]:
         start = 0
-        for images, valid in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
-            batch = model(images.to(device, non_blocking=True)).float().cpu().numpy()
-            if output is None:
-                output, tmp_path = _open_output(out_file, (len(dataset), batch.shape[1]))
-            batch[~valid.numpy()] = 0.0
-            output[start : start + len(batch)] = batch
-            bad_paths.extend(dataset.paths[start + i] for i in np.flatnonzero(~valid.numpy()))
+        for batch, valid in loader:
+            bad_rows.extend(start + int(i) for i in np.flatnonzero(~valid.numpy()))
             start += len(batch)
-        assert output is not None
+            yield batch
+
+    def allocate(shape: tuple[int, int]) -> np.ndarray:
+        output, tmp_path = _open_output(out_path, shape)
+        temporary.extend([tmp_path] if tmp_path is not None else [])
+        return output
+
+    try:
+        output = describe_batches(
+            model, images(), len(dataset), device=device, allocate=allocate, progress=progress, desc=desc
+        )
+        output[bad_rows] = 0.0
+        assert isinstance(output, np.memmap)
         output.flush()
-        if tmp_path is not None:
+        if out_path is not None:
             del output
-            os.replace(tmp_path, out_file)
-            tmp_path = None
-            output = np.load(out_file, mmap_mode="r")
+            os.replace(temporary.pop(), out_path)
+            output = np.load(out_path, mmap_mode="r")
     finally:
-        model.train(was_training)
-        if tmp_path is not None and tmp_path.exists():
-            tmp_path.unlink()
-    if bad_paths:
-        warnings.warn(f"{len(bad_paths)} undecodable images got zero descriptors, first: {bad_paths[0]}", stacklevel=2)
+        for tmp_path in temporary:
+            tmp_path.unlink(missing_ok=True)
+    if bad_rows:
+        first = dataset.paths[bad_rows[0]]
+        warnings.warn(f"{len(bad_rows)} undecodable images got zero descriptors, first: {first}", stacklevel=2)
     return output

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from structvpr.data.place_dataset import DatasetError, PlaceDataset
+from structvpr.dataclass_dict import to_plain_dict
 from structvpr.evaluate.descriptors import compute_descriptors
 from structvpr.evaluate.predictions import save_prediction_images
 from structvpr.evaluate.recall import (
@@ -25,6 +26,7 @@ from structvpr.evaluate.recall import (
     search_top_k,
 )
 from structvpr.io_utils import atomic_write_text
+from structvpr.model.vpr_net import ModelConfig
 
 
 def output_stem(dataset: PlaceDataset) -> str:
@@ -91,18 +93,26 @@ def evaluate_dataset(
     `num_preds_to_save` > 0 writes one image per query with its top-N predictions.
     Recall values in the dict are fractions; queries without positives are excluded and counted.
     """
-    config: Any = getattr(model, "config", None)  # a ModelConfig, or None for a bare nn.Module
-    image_size = image_size if image_size is not None else getattr(config, "image_size", None)
-    mean = mean if mean is not None else getattr(config, "mean", None)
-    std = std if std is not None else getattr(config, "std", None)
+    config = getattr(model, "config", None)  # VPRNet and SegBranch carry a ModelConfig
+    if isinstance(config, ModelConfig):
+        image_size = config.image_size if image_size is None else image_size
+        mean = config.mean if mean is None else mean
+        std = config.std if std is None else std
     if image_size is None or mean is None or std is None:
         raise ValueError("evaluate_dataset needs image_size, mean and std (or a model with a config)")
     if (save_descriptors or num_preds_to_save > 0) and out_dir is None:
         raise ValueError("save_descriptors and num_preds_to_save need an output folder (out_dir)")
     if dataset.num_queries == 0 or dataset.num_database == 0:
+        advice = (
+            "; this is a plain folder with no ground truth: give database/ and queries/ images named "
+            "@UTM_east@UTM_north@...jpg (layout utm), query/ + ref/ + a ground-truth .npy/.npz (gt_list), "
+            "or two folders of the same frame names (sequence); see docs/datasets.md, Layouts"
+            if not dataset.is_labelled
+            else ""
+        )
         raise DatasetError(
             f"{dataset.root}: {dataset.name} {dataset.split} has {dataset.num_queries} queries "
-            f"and {dataset.num_database} database images; both must be non-empty"
+            f"and {dataset.num_database} database images; both must be non-empty{advice}"
         )
     positives_per_query = dataset.positives_per_query()  # fails early, before extraction, if unlabelled
     out_dir = Path(out_dir) if out_dir is not None else None
@@ -149,7 +159,7 @@ def evaluate_dataset(
         "image_size": list(image_size),
         "mean": list(mean),
         "std": list(std),
-        "model": config.to_dict() if hasattr(config, "to_dict") else None,
+        "model": to_plain_dict(config) if isinstance(config, ModelConfig) else None,
         "extraction_seconds": round(extraction_seconds, 3),
         "device": str(device),
         "files": {},

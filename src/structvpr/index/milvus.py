@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from structvpr.index.parameters import check_positive
 from structvpr.index.place_index import (
     DEFAULT_EF_SEARCH,
     DEFAULT_NPROBE,
@@ -216,11 +217,19 @@ class MilvusPlaceIndex:
     ) -> SearchResult:
         """Top-k rows per query float32 [Q, D]; `positions` equal the ids (Milvus has no row order).
 
+        Like `PlaceIndex.search`: at most len(index) columns, and every given parameter must be >= 1.
+
         nprobe / ef_search as in `PlaceIndex.search`; rerank: fetch this many candidates with their
         stored vectors and re-order them by exact inner product.
         """
         queries = check_descriptors(queries, dim=self.dim, name="queries")
-        fetch = max(k, int(rerank or 0))
+        check_positive(k=k, nprobe=nprobe, ef_search=ef_search, rerank=rerank)
+        size = len(self)
+        k = min(k, size)
+        fetch = min(max(k, int(rerank or 0)), size)
+        if k == 0:
+            empty = np.empty((len(queries), 0))
+            return SearchResult(empty.astype(np.float32), empty.astype(np.int64), empty.astype(np.int64))
         search_params: dict[str, Any] = {}
         if self.kind in ("ivfflat", "ivfpq"):
             search_params["nprobe"] = min(int(nprobe or DEFAULT_NPROBE), self.params["nlist"])
@@ -267,8 +276,8 @@ class MilvusPlaceIndex:
         array = np.asarray(values)
         return array.reshape(*positions.shape, *array.shape[1:])
 
-    def describe(self) -> str:
-        """One line: backend, kind, parameters and size."""
+    def summary(self) -> str:
+        """One line of text: backend, kind, parameters and size."""
         details = ", ".join(f"{key}={value}" for key, value in self.params.items())
         return f"MilvusPlaceIndex {self.kind} ({details}) at {self.uri}/{self.collection}: {len(self)} descriptors"
 

@@ -10,7 +10,6 @@ written to a staging folder and swapped in, and it never contains pickled object
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -22,14 +21,32 @@ from typing import Any
 import faiss
 import numpy as np
 
-from structvpr.io_utils import atomic_write, atomic_write_bytes, atomic_write_text
+from structvpr.index.parameters import (
+    DEFAULT_EF_SEARCH,
+    DEFAULT_NPROBE,
+    KINDS,
+    check_build_parameters,
+    check_positive,
+    default_nlist,
+    training_sample_size,
+)
+from structvpr.io_utils import FOLDER_MODE, atomic_write, atomic_write_bytes, atomic_write_text
 
-KINDS = ("flat", "ivfflat", "ivfpq", "hnsw")
+__all__ = [
+    "DEFAULT_EF_SEARCH",
+    "DEFAULT_NPROBE",
+    "KINDS",
+    "IndexFileError",
+    "ModelMismatchError",
+    "PlaceIndex",
+    "SearchResult",
+    "check_descriptors",
+    "default_nlist",
+    "load_npy",
+    "save_npy",
+]
+
 FORMAT_VERSION = 1
-# Query-time defaults when search() is not told otherwise (FAISS' own defaults, nprobe=1 and
-# efSearch=16, trade far too much recall for speed on place descriptors).
-DEFAULT_NPROBE = 16
-DEFAULT_EF_SEARCH = 64
 _NORM_TOLERANCE = 1e-3
 
 
@@ -37,13 +54,19 @@ class IndexFileError(ValueError):
     """An index folder is missing, incomplete or not a structvpr index; the message names it."""
 
 
+class ModelMismatchError(ValueError):
+    """A model is not the one an index was built with (its sha256 differs from the recorded one)."""
+
+
 @dataclass
 class SearchResult:
     """Top-k neighbours of each query.
 
-    scores: float32 [Q, k] cosine similarity (higher is closer; -inf where fewer than k exist).
-    ids: int64 [Q, k] user ids (-1 where fewer than k exist).
-    positions: int64 [Q, k] row positions in the index (-1 likewise), for `PlaceIndex.metadata_at`.
+    scores: float32 [Q, k'] cosine similarity (higher is closer), k' = min(k, len(index)).
+    ids: int64 [Q, k'] user ids.
+    positions: int64 [Q, k'] row positions in the index, for `PlaceIndex.metadata_at`.
+    An approximate kind (ivf*, hnsw) that finds fewer than k' neighbours marks the missing ones
+    with id and position -1 and score -inf.
     Unpacks as ``scores, ids = index.search(...)``.
     """
 
@@ -88,11 +111,6 @@ def check_descriptors(
                 f"to {norms.max():.4f}); pass normalize=True to normalise them"
             )
     return array
-
-
-def default_nlist(count: int) -> int:
-    """IVF list count: about 4 * sqrt(N), but keeping >= 39 training points per list (FAISS' rule)."""
-    return int(max(1, min(4 * math.sqrt(count), count // 39)))
 
 
 def _gpu_available() -> bool:
@@ -160,24 +178,32 @@ class PlaceIndex:
         (default: only for ivfpq, whose codes are lossy). use_gpu: "auto" uses all GPUs when
         faiss-gpu finds one (HNSW stays on the CPU; FAISS has no GPU HNSW).
         """
-        if kind not in KINDS:
-            raise ValueError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)}")
         vectors = check_descriptors(descriptors, normalize=normalize)
         count, dim = vectors.shape
+        if count == 0:
+            raise ValueError(
+                f"descriptors: no rows (shape {vectors.shape}): an index needs at least one descriptor "
+                "(was the image list empty?)"
+            )
+        check_build_parameters(
+            kind,
+            count,
+            dim,
+            nlist=nlist,
+            pq_m=pq_m,
+            pq_nbits=pq_nbits,
+            hnsw_m=hnsw_m,
+            ef_construction=ef_construction,
+            train_size=train_size,
+        )
         params: dict[str, Any] = {"dim": dim}
         if kind == "flat":
             index = faiss.IndexFlatIP(dim)
         else:
             if kind in ("ivfflat", "ivfpq"):
                 nlist = int(nlist or default_nlist(count))
-                if count < nlist:
-                    raise ValueError(
-                        f"{kind} with nlist={nlist} needs at least {nlist} descriptors to train, got {count}"
-                    )
                 params["nlist"] = nlist
             if kind == "ivfpq":
-                if dim % pq_m:
-                    raise ValueError(f"pq_m={pq_m} must divide the descriptor dimension {dim}")
                 params.update(pq_m=pq_m, pq_nbits=pq_nbits, opq=bool(opq))
                 prefix = f"OPQ{pq_m}_{dim}," if opq else ""
                 factory = f"{prefix}IVF{nlist},PQ{pq_m}x{pq_nbits}"
@@ -192,8 +218,8 @@ class PlaceIndex:
             if kind == "hnsw":
                 faiss.downcast_index(index).hnsw.efConstruction = ef_construction
             else:
-                sample_size = int(train_size or min(count, 64 * nlist, 100_000))
-                sample_size = max(min(sample_size, count), nlist)
+                assert nlist is not None
+                sample_size = training_sample_size(count, nlist, train_size)
                 rng = np.random.default_rng(seed)
                 sample = vectors[np.sort(rng.choice(count, size=sample_size, replace=False))]
                 ivf = faiss.extract_index_ivf(index)
@@ -274,14 +300,20 @@ class PlaceIndex:
     ) -> SearchResult:
         """Top-k database rows for each query float32 [Q, D] (L2-normalised).
 
-        nprobe: IVF lists visited (IVF kinds); ef_search: HNSW search breadth. rerank: fetch this
-        many approximate candidates (>= k) and re-order them by exact inner product with the stored
-        vectors (needs store_vectors for ivfpq; exact kinds already return exact scores).
+        Returns min(k, len(index)) columns: asking for more neighbours than the index holds gives
+        every row once, never padding that could be mistaken for a row. nprobe: IVF lists visited
+        (IVF kinds); ef_search: HNSW search breadth. rerank: fetch this many approximate candidates
+        (>= k) and re-order them by exact inner product with the stored vectors (needs
+        store_vectors for ivfpq; exact kinds already return exact scores). Every parameter that is
+        given must be >= 1 (ValueError otherwise).
         """
         queries = check_descriptors(queries, dim=self.dim, name="queries")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        fetch = max(k, int(rerank or 0))
+        check_positive(k=k, nprobe=nprobe, ef_search=ef_search, rerank=rerank)
+        k = min(k, len(self))
+        fetch = min(max(k, int(rerank or 0)), len(self))
+        if k == 0:
+            empty = np.empty((len(queries), 0))
+            return SearchResult(empty.astype(np.float32), empty.astype(np.int64), empty.astype(np.int64))
         index = self._search_index()
         space = faiss.GpuParameterSpace() if index is not self.index else faiss.ParameterSpace()
         if self.kind in ("ivfflat", "ivfpq"):
@@ -290,7 +322,7 @@ class PlaceIndex:
         if self.kind == "hnsw":
             ef_search = int(ef_search or self.params.get("ef_search", DEFAULT_EF_SEARCH))
             space.set_index_parameter(index, "efSearch", max(ef_search, fetch))
-        raw_scores, positions = index.search(queries, min(fetch, max(len(self), 1)))
+        raw_scores, positions = index.search(queries, fetch)
         scores = raw_scores if self.kind == "flat" else 1.0 - raw_scores / 2.0
         scores = np.where(positions < 0, -np.inf, scores).astype(np.float32)
         if rerank and self.kind == "ivfpq":
@@ -298,10 +330,6 @@ class PlaceIndex:
                 raise ValueError("re-ranking an ivfpq index needs its raw vectors: build it with store_vectors=True")
             scores, positions = _exact_rerank(queries, positions, self.vectors)
         scores, positions = scores[:, :k], positions[:, :k]
-        if positions.shape[1] < k:  # fewer rows than k: pad like FAISS does
-            pad = k - positions.shape[1]
-            positions = np.pad(positions, ((0, 0), (0, pad)), constant_values=-1)
-            scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
         ids = np.where(positions >= 0, self.ids[np.clip(positions, 0, None)] if len(self.ids) else -1, -1)
         return SearchResult(scores.astype(np.float32), ids.astype(np.int64), positions.astype(np.int64))
 
@@ -322,12 +350,26 @@ class PlaceIndex:
             faiss.extract_index_ivf(self.index).make_direct_map()
         return self.index.reconstruct_n(0, len(self))
 
+    def check_model(self, model_sha256: str, model_name: str = "the model", allow_mismatch: bool = False) -> None:
+        """Raise ModelMismatchError naming both models if `model_sha256` differs from the sha256 the
+        index records for the model it was built with (allow_mismatch=True: accept it anyway).
+        Indexes that record no hash accept any model."""
+        recorded = self.info.get("model_sha256")
+        if allow_mismatch or not recorded or recorded == model_sha256:
+            return
+        raise ModelMismatchError(
+            f"{model_name}: not the model this index was built with (sha256 {model_sha256[:12]}...; the index "
+            f"records {self.info.get('model', '?')}, sha256 {str(recorded)[:12]}...): its descriptors would "
+            "be compared with another model's. Use that model, rebuild the index, or pass "
+            "--allow-model-mismatch (API: allow_mismatch=True)"
+        )
+
     def memory_bytes(self) -> int:
         """Bytes of the serialised FAISS index (the resident search structure), without stored vectors."""
         return int(faiss.serialize_index(self.index).nbytes)
 
-    def describe(self) -> str:
-        """One line: kind, parameters and size."""
+    def summary(self) -> str:
+        """One line of text: kind, parameters and size."""
         details = ", ".join(f"{key}={value}" for key, value in self.params.items())
         return f"PlaceIndex {self.kind} ({details}): {len(self)} descriptors"
 
@@ -338,12 +380,13 @@ class PlaceIndex:
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
         try:
+            os.chmod(staging, FOLDER_MODE)
             atomic_write_bytes(staging / "index.faiss", faiss.serialize_index(self.index).tobytes())
-            _save_npy(staging / "ids.npy", self.ids)
+            save_npy(staging / "ids.npy", self.ids)
             for key, values in self.metadata.items():
-                _save_npy(staging / f"meta_{key}.npy", values)
+                save_npy(staging / f"meta_{key}.npy", values)
             if self.vectors is not None:
-                _save_npy(staging / "vectors.npy", self.vectors)
+                save_npy(staging / "vectors.npy", self.vectors)
             manifest = {
                 "format": "structvpr-place-index",
                 "version": FORMAT_VERSION,
@@ -376,9 +419,9 @@ class PlaceIndex:
             raise IndexFileError(f"{manifest_path}: not a structvpr place index manifest")
         try:
             index = faiss.deserialize_index(np.fromfile(path / "index.faiss", dtype=np.uint8))
-            ids = _load_npy(path / "ids.npy")
-            metadata = {key: _load_npy(path / f"meta_{key}.npy") for key in manifest["metadata"]}
-            vectors = _load_npy(path / "vectors.npy", mmap=mmap_vectors) if manifest["vectors"] else None
+            ids = load_npy(path / "ids.npy")
+            metadata = {key: load_npy(path / f"meta_{key}.npy") for key in manifest["metadata"]}
+            vectors = load_npy(path / "vectors.npy", mmap=mmap_vectors) if manifest["vectors"] else None
         except (OSError, RuntimeError, ValueError) as error:
             raise IndexFileError(f"{path}: damaged index folder ({error})") from error
         if (
@@ -414,12 +457,14 @@ def _check_metadata(metadata: Mapping[str, Any], count: int) -> dict[str, np.nda
     return checked
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
+def save_npy(path: Path, array: np.ndarray) -> None:
+    """Write one array as .npy atomically, without pickling."""
     with atomic_write(path, "wb") as handle:
         np.save(handle, np.asarray(array), allow_pickle=False)
 
 
-def _load_npy(path: Path, mmap: bool = False) -> np.ndarray:
+def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
+    """Read a .npy written by `save_npy` (object arrays are refused; memory-mapped with mmap=True)."""
     return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
 
 

@@ -6,14 +6,13 @@ applies the optional FC and the final L2 normalisation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-AGGREGATOR_NAMES = ("gem", "netvlad", "mixvpr")
 
 
 class GeM(nn.Module):
@@ -150,38 +149,41 @@ class MixVPR(nn.Module):
         return x.flatten(1)
 
 
+def _mixvpr(in_channels: int, feature_size: Sequence[int] | None, **options: Any) -> tuple[nn.Module, int]:
+    if feature_size is None:
+        raise ValueError("the mixvpr aggregator needs the feature map size (h, w) of the last level")
+    mixvpr = MixVPR(in_channels, feature_size, **options)
+    return mixvpr, mixvpr.output_dim
+
+
+def _netvlad(in_channels: int, feature_size: Sequence[int] | None, **options: Any) -> tuple[nn.Module, int]:
+    netvlad = NetVLAD(in_channels, **options)
+    return netvlad, netvlad.output_dim
+
+
+# name -> builder(in_channels, feature_size, **options) -> (module, output dimension D). A new
+# aggregator is its class, one line here, and its options as `<name>_<option>` fields of ModelConfig.
+_BUILDERS: dict[str, Callable[..., tuple[nn.Module, int]]] = {
+    "gem": lambda in_channels, feature_size, **options: (GeM(**options), in_channels),
+    "netvlad": _netvlad,
+    "mixvpr": _mixvpr,
+}
+AGGREGATOR_NAMES = tuple(_BUILDERS)
+
+
 def build_aggregator(
-    name: str,
-    in_channels: int,
-    *,
-    feature_size: Sequence[int] | None = None,
-    gem_p: float = 3.0,
-    gem_learnable: bool = True,
-    netvlad_clusters: int = 64,
-    mixvpr_out_channels: int = 256,
-    mixvpr_out_rows: int = 4,
-    mixvpr_depth: int = 4,
-    mixvpr_mlp_ratio: int = 1,
+    name: str, in_channels: int, *, feature_size: Sequence[int] | None = None, **options: Any
 ) -> tuple[nn.Module, int]:
     """Build an aggregator by name for a last feature map with `in_channels` channels.
 
     Returns (module mapping [B, C, h, w] -> [B, D], D). `feature_size` (h, w) is needed by mixvpr.
+    options: the aggregator's own keyword arguments, the ModelConfig fields `<name>_<option>` without
+    the prefix (gem: p, learnable; netvlad: clusters; mixvpr: out_channels, out_rows, depth,
+    mlp_ratio); those not given take the class defaults.
     """
-    if name == "gem":
-        return GeM(p=gem_p, learnable=gem_learnable), in_channels
-    if name == "netvlad":
-        netvlad = NetVLAD(in_channels, clusters=netvlad_clusters)
-        return netvlad, netvlad.output_dim
-    if name == "mixvpr":
-        if feature_size is None:
-            raise ValueError("the mixvpr aggregator needs the feature map size (h, w) of the last level")
-        mixvpr = MixVPR(
-            in_channels,
-            feature_size,
-            out_channels=mixvpr_out_channels,
-            out_rows=mixvpr_out_rows,
-            depth=mixvpr_depth,
-            mlp_ratio=mixvpr_mlp_ratio,
-        )
-        return mixvpr, mixvpr.output_dim
-    raise ValueError(f"unknown aggregator {name!r}; choose one of {', '.join(AGGREGATOR_NAMES)}")
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown aggregator {name!r}; choose one of {', '.join(AGGREGATOR_NAMES)}")
+    try:
+        return _BUILDERS[name](in_channels, feature_size, **options)
+    except TypeError as error:
+        raise ValueError(f"aggregator {name!r}: bad options {sorted(options)} ({error})") from None

@@ -9,13 +9,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from structvpr.dataclass_dict import from_plain_dict, to_plain_dict
 from structvpr.io_utils import atomic_torch_save
 from structvpr.model.label_features import (
     LabelFeatureConfig,
@@ -23,6 +25,10 @@ from structvpr.model.label_features import (
     LabelFeatureOutput,
 )
 from structvpr.model.vpr_net import ModelConfig, VPRNet, build_model
+
+if TYPE_CHECKING:
+    from structvpr.config import Config, StructVPRConfig
+    from structvpr.segment.classes import MergeTable
 
 SEG_BRANCH_FORMAT = "structvpr-seg-branch-v1"
 
@@ -124,31 +130,31 @@ class RGBTrainingModel(nn.Module):
         return self.network(images)
 
 
-def label_feature_config_from(structvpr_config, merge_table) -> LabelFeatureConfig:
-    """LabelFeatureConfig from a config's `structvpr` section and a MergeTable.
+def label_feature_config_from(settings: StructVPRConfig, merge_table: MergeTable) -> LabelFeatureConfig:
+    """LabelFeatureConfig from a config's `structvpr` section and a MergeTable (K classes).
 
-    Dynamic groups are excluded unless `exclude_dynamic` is false. Fields the section does not have
-    fall back to the LabelFeatureConfig defaults.
+    Dynamic groups are excluded unless `exclude_dynamic` is false; the options the section does not
+    hold (gem_p, weighting_hidden, mlp_dim, mask_head_level) keep the LabelFeatureConfig defaults.
     """
-    names = {f.name for f in fields(LabelFeatureConfig)} - {"num_classes", "exclude_classes"}
-    values = {name: getattr(structvpr_config, name) for name in names if hasattr(structvpr_config, name)}
-    for key in ("label_levels", "label_pooling", "label_min_area"):  # prefixed names in StructVPRConfig
-        if hasattr(structvpr_config, key):
-            values[key.removeprefix("label_")] = getattr(structvpr_config, key)
-    exclude = tuple(merge_table.dynamic_groups) if getattr(structvpr_config, "exclude_dynamic", True) else ()
-    return LabelFeatureConfig(num_classes=merge_table.num_classes, exclude_classes=exclude, **values)
+    return LabelFeatureConfig(
+        num_classes=merge_table.num_classes,
+        exclude_classes=tuple(merge_table.dynamic_groups) if settings.exclude_dynamic else (),
+        variant=settings.variant,
+        levels=tuple(settings.label_levels),
+        label_dim=settings.label_dim,
+        pooling=settings.label_pooling,
+        min_area=settings.label_min_area,
+        mask_head=settings.mask_head,
+    )
 
 
 def save_seg_branch(branch: SegBranch, path: str | Path, metadata: dict | None = None) -> None:
     """Atomically write a seg-branch checkpoint (plain dicts + state_dict: loads with weights_only)."""
-    label_config = {
-        key: list(value) if isinstance(value, tuple) else value for key, value in asdict(branch.label_config).items()
-    }
     atomic_torch_save(
         {
             "format": SEG_BRANCH_FORMAT,
-            "model_config": branch.config.to_dict(),
-            "label_config": label_config,
+            "model_config": to_plain_dict(branch.config),
+            "label_config": to_plain_dict(branch.label_config),
             "label_weight": branch.label_weight,
             "state_dict": branch.state_dict(),
             "metadata": dict(metadata or {}),
@@ -168,12 +174,14 @@ def load_seg_branch(path: str | Path, map_location: str | torch.device = "cpu") 
         raise SegBranchFileError(f"{path}: cannot read seg-branch checkpoint ({error})") from error
     if not isinstance(content, dict) or content.get("format") != SEG_BRANCH_FORMAT:
         raise SegBranchFileError(f"{path}: not a structvpr seg-branch checkpoint ({SEG_BRANCH_FORMAT})")
-    label_values = {
-        key: tuple(value) if isinstance(value, list) else value for key, value in content["label_config"].items()
-    }
+    try:
+        model_config = from_plain_dict(ModelConfig, content["model_config"], "model_config")
+        label_config = from_plain_dict(LabelFeatureConfig, content["label_config"], "label_config")
+    except (KeyError, TypeError, ValueError) as error:
+        raise SegBranchFileError(f"{path}: invalid seg-branch config ({error})") from None
     branch = SegBranch(
-        ModelConfig.from_dict(content["model_config"]),
-        LabelFeatureConfig(**label_values),
+        model_config,
+        label_config,
         label_weight=content["label_weight"],
         load_pretrained_weights=False,
     )
@@ -181,7 +189,7 @@ def load_seg_branch(path: str | Path, map_location: str | torch.device = "cpu") 
     return branch.eval(), content["metadata"]
 
 
-def build_seg_branch(config, merge_table, load_pretrained_weights: bool = True) -> SegBranch:
+def build_seg_branch(config: Config, merge_table: MergeTable, load_pretrained_weights: bool = True) -> SegBranch:
     """The seg-branch of an experiment Config: its `model` section with in_channels = K of the merge
     table (a segment.classes.MergeTable), plus the label-feature head of its `structvpr` section."""
     import dataclasses
@@ -190,6 +198,6 @@ def build_seg_branch(config, merge_table, load_pretrained_weights: bool = True) 
     return SegBranch(
         model_config,
         label_feature_config_from(config.structvpr, merge_table),
-        label_weight=float(getattr(config.structvpr, "label_descriptor_weight", 1.0)),
+        label_weight=config.structvpr.label_descriptor_weight,
         load_pretrained_weights=load_pretrained_weights,
     )

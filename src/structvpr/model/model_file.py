@@ -2,7 +2,7 @@
 
 A model file is a `torch.save` of one plain dict (tensors, strings, numbers, lists) and is read back
 with `torch.load(..., weights_only=True)`, so a file crafted to run code on unpickling is refused
-before anything executes. Keys: format, format_version, model_config (ModelConfig.to_dict()),
+before anything executes. Keys: format, format_version, model_config (`to_plain_dict(ModelConfig)`),
 state_dict, descriptor_dim, preprocessing (image_size [H, W], mean, std, resize), training_data
 (dataset names), code_version, created (UTC ISO time), metadata (JSON-safe copy of the caller's dict).
 """
@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from structvpr.io_utils import atomic_torch_save
+from structvpr.dataclass_dict import from_plain_dict, to_plain_dict
+from structvpr.io_utils import atomic_torch_save, unpickling_refusal_reason
 from structvpr.model.vpr_net import ModelConfig, VPRNet, build_model
 
 MODEL_FORMAT = "structvpr-model"
@@ -46,7 +47,7 @@ def _training_data_names(metadata: dict[str, Any]) -> list[str]:
 def save_model_file(model: VPRNet, path: str | Path, metadata: dict[str, Any] | None = None) -> None:
     """Write `model` (config, weights, preprocessing, descriptor dimension, training data names,
     code version) and `metadata` to `path` atomically. Weights are copied to the CPU first."""
-    from structvpr import __version__
+    from structvpr.version import __version__
 
     metadata = _json_safe(dict(metadata or {}))
     config: ModelConfig = model.config
@@ -54,7 +55,7 @@ def save_model_file(model: VPRNet, path: str | Path, metadata: dict[str, Any] | 
     content = {
         "format": MODEL_FORMAT,
         "format_version": FORMAT_VERSION,
-        "model_config": config.to_dict(),
+        "model_config": to_plain_dict(config),
         "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
         "descriptor_dim": int(model.descriptor_dim),
         "preprocessing": {
@@ -70,6 +71,21 @@ def save_model_file(model: VPRNet, path: str | Path, metadata: dict[str, Any] | 
         "metadata": metadata,
     }
     atomic_torch_save(content, path)
+
+
+def _unreadable_reason(path: Path, head: bytes, error: BaseException) -> str:
+    """Why torch could not read a file that starts like a PyTorch file, in one whole sentence."""
+    import zipfile
+
+    if head[:4] == b"PK\x03\x04" and not zipfile.is_zipfile(path):
+        size = path.stat().st_size
+        return (
+            f"truncated or damaged model file ({size} bytes, and its zip archive has no end): copy or download it again"
+        )
+    first_line = str(error).splitlines()[0] if str(error) else ""
+    if len(first_line) > 200:
+        first_line = first_line[:200].rsplit(" ", 1)[0] + " ..."
+    return f"not a structvpr model file (torch cannot read it: {type(error).__name__}: {first_line})"
 
 
 def read_model_file(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -90,20 +106,12 @@ def read_model_file(path: str | Path, map_location: str | torch.device = "cpu") 
         content = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         # weights_only's unpickler stops at the first global it does not allow (os.system, exec...).
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        reason = next(
-            (line for line in lines if line.lower().startswith(("unsupported", "trying to load"))),
-            lines[0] if lines else type(error).__name__,
-        )
         raise ModelFileError(
             f"{path}: refused to load: the file contains Python objects or code, not "
-            f"only weights and plain data ({reason[:200]})"
+            f"only weights and plain data ({unpickling_refusal_reason(error)})"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as error:
-        raise ModelFileError(
-            f"{path}: not a structvpr model file (torch cannot read it: "
-            f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''})"
-        ) from None
+        raise ModelFileError(f"{path}: {_unreadable_reason(path, head, error)}") from None
     if not isinstance(content, dict) or content.get("format") != MODEL_FORMAT:
         found = content.get("format") if isinstance(content, dict) else type(content).__name__
         hint = (
@@ -131,7 +139,7 @@ def load_model_file(path: str | Path, map_location: str | torch.device = "cpu") 
     """
     content = read_model_file(path, map_location)
     try:
-        config = ModelConfig.from_dict(dict(content["model_config"]))
+        config = from_plain_dict(ModelConfig, content["model_config"], "model_config")
     except (TypeError, ValueError) as error:
         raise ModelFileError(f"{path}: invalid model config ({error})") from None
     # The state_dict follows: never read or require ImageNet weights here.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -18,12 +18,15 @@ FEATURE_STRIDES = (4, 8, 16, 32)
 
 @dataclass
 class ModelConfig:
-    """Everything needed to rebuild a VPRNet; stored as a plain dict in model files.
+    """Everything needed to rebuild a VPRNet; stored in model files as
+    `dataclass_dict.to_plain_dict(config)` and read back with `from_plain_dict(ModelConfig, ...)`.
 
     image_size is (H, W) in pixels; mean/std (per RGB channel, on [0, 1] pixels) default to what the
     backbone's pretrained weights expect (EfficientNet-Lite0: 0.5/0.5; ResNets: ImageNet).
     descriptor_dim None means no FC: the descriptor is the aggregator output.
     frozen_stages fixes the first backbone stages during training (0 = train all layers).
+    Fields `<aggregator>_<option>` (gem_p, netvlad_clusters, mixvpr_depth, ...) are the options of
+    that aggregator (`aggregator_options()`).
     """
 
     backbone: str = "efficientnet_lite0"
@@ -55,26 +58,16 @@ class ModelConfig:
         if self.descriptor_dim is not None and self.descriptor_dim < 1:
             raise ValueError(f"descriptor_dim must be positive or None, got {self.descriptor_dim}")
 
+    def aggregator_options(self) -> dict[str, Any]:
+        """The options of the chosen aggregator: fields `<aggregator>_<option>` keyed by option
+        (gem -> {"p": gem_p, "learnable": gem_learnable})."""
+        prefix = f"{self.aggregator}_"
+        return {f.name.removeprefix(prefix): getattr(self, f.name) for f in fields(self) if f.name.startswith(prefix)}
+
     @property
     def last_feature_size(self) -> tuple[int, int]:
         """(h, w) of the stride-32 feature map for `image_size` (every backbone rounds up)."""
         return (math.ceil(self.image_size[0] / 32), math.ceil(self.image_size[1] / 32))
-
-    def to_dict(self) -> dict:
-        """Plain JSON/YAML-safe dict (tuples become lists)."""
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> ModelConfig:
-        """Inverse of to_dict; unknown keys are an error that names them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
-        converted: dict[str, Any] = {
-            key: tuple(value) if isinstance(value, list) else value for key, value in values.items()
-        }
-        return cls(**converted)
 
 
 class VPRNet(nn.Module):
@@ -95,16 +88,7 @@ class VPRNet(nn.Module):
         )
         self.backbone_channels = channels
         self.aggregator, aggregated_dim = build_aggregator(
-            config.aggregator,
-            channels[-1],
-            feature_size=config.last_feature_size,
-            gem_p=config.gem_p,
-            gem_learnable=config.gem_learnable,
-            netvlad_clusters=config.netvlad_clusters,
-            mixvpr_out_channels=config.mixvpr_out_channels,
-            mixvpr_out_rows=config.mixvpr_out_rows,
-            mixvpr_depth=config.mixvpr_depth,
-            mixvpr_mlp_ratio=config.mixvpr_mlp_ratio,
+            config.aggregator, channels[-1], feature_size=config.last_feature_size, **config.aggregator_options()
         )
         self.fc: nn.Module = (
             nn.Linear(aggregated_dim, config.descriptor_dim) if config.descriptor_dim is not None else nn.Identity()

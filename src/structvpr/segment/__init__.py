@@ -3,14 +3,8 @@
 Heavy parts (the networks, transformers) are imported lazily by `build_segmenter`.
 """
 
-from structvpr.segment.cache import (
-    CacheSummary,
-    LabelMapError,
-    build_label_cache,
-    default_compute_threads,
-    read_label_map,
-    write_label_map,
-)
+from structvpr.data.label_maps import LabelMapError, read_label_map, write_label_map
+from structvpr.segment.cache import CacheSummary, build_label_cache, default_compute_threads
 from structvpr.segment.classes import (
     BUILTIN_TABLES,
     CITYSCAPES_CLASSES,
@@ -23,7 +17,8 @@ from structvpr.segment.classes import (
     load_merge_table,
     make_merge_table,
 )
-from structvpr.segment.segmenters import Segmenter, build_segmenter
+from structvpr.segment.segmenter import Segmenter
+from structvpr.segment.segmenters import build_segmenter
 from structvpr.segment.slme import level_masks, slme_one_hot
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Cityscapes trainIds and the merge tables that group them into K classes for SLME.
+"""Merge tables that group the Cityscapes trainIds (data/cityscapes.py) into K classes for SLME.
 
 A merge table maps each of the 19 Cityscapes trainIds to one group; 255 (ignore) stays 255.
 Built-in tables: `cityscapes-19` (identity), `cityscapes-7` (the Cityscapes categories) and
@@ -16,54 +16,30 @@ import numpy as np
 import torch
 import yaml
 
-IGNORE_ID = 255
-CITYSCAPES_CLASSES: tuple[str, ...] = (
-    "road",
-    "sidewalk",
-    "building",
-    "wall",
-    "fence",
-    "pole",
-    "traffic light",
-    "traffic sign",
-    "vegetation",
-    "terrain",
-    "sky",
-    "person",
-    "rider",
-    "car",
-    "truck",
-    "bus",
-    "train",
-    "motorcycle",
-    "bicycle",
+from structvpr.data.cityscapes import (
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_COLORS,
+    DYNAMIC_CLASS_IDS,
+    IGNORE_COLOR,
+    IGNORE_ID,
+    NUM_CITYSCAPES_CLASSES,
 )
-NUM_CITYSCAPES_CLASSES = len(CITYSCAPES_CLASSES)
-# The official Cityscapes palette (RGB), indexed by trainId.
-CITYSCAPES_COLORS: tuple[tuple[int, int, int], ...] = (
-    (128, 64, 128),
-    (244, 35, 232),
-    (70, 70, 70),
-    (102, 102, 156),
-    (190, 153, 153),
-    (153, 153, 153),
-    (250, 170, 30),
-    (220, 220, 0),
-    (107, 142, 35),
-    (152, 251, 152),
-    (70, 130, 180),
-    (220, 20, 60),
-    (255, 0, 0),
-    (0, 0, 142),
-    (0, 0, 70),
-    (0, 60, 100),
-    (0, 80, 100),
-    (0, 0, 230),
-    (119, 11, 32),
-)
-IGNORE_COLOR = (0, 0, 0)
-# Objects that move between visits carry no place information.
-DYNAMIC_CLASS_IDS: frozenset[int] = frozenset(range(11, 19))
+
+__all__ = [
+    "BUILTIN_TABLES",
+    "CITYSCAPES_CLASSES",
+    "CITYSCAPES_COLORS",
+    "DEFAULT_TABLE",
+    "DYNAMIC_CLASS_IDS",
+    "IGNORE_COLOR",
+    "IGNORE_ID",
+    "NUM_CITYSCAPES_CLASSES",
+    "LabelMapValueError",
+    "MergeTable",
+    "MergeTableError",
+    "load_merge_table",
+    "make_merge_table",
+]
 
 BUILTIN_TABLES: dict[str, dict[str, list[str]]] = {
     "cityscapes-19": {name: [name] for name in CITYSCAPES_CLASSES},

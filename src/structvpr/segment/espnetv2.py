@@ -11,7 +11,7 @@ import torch
 from structvpr.io_utils import sha256_of_file
 from structvpr.segment.classes import IGNORE_ID, NUM_CITYSCAPES_CLASSES
 from structvpr.segment.espnetv2_net import ESPNetv2Segmentation
-from structvpr.segment.segmenters import Segmenter
+from structvpr.segment.segmenter import Segmenter
 
 # sha256 of the shipped files (from the upstream model zoo; see assets/espnetv2/README.md).
 SHIPPED_WEIGHTS: dict[float, tuple[str, str]] = {

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from structvpr.data.images import IMAGENET_MEAN, IMAGENET_STD
 from structvpr.segment.classes import CITYSCAPES_CLASSES, IGNORE_ID
-from structvpr.segment.segmenters import Segmenter
+from structvpr.segment.segmenter import Segmenter
 
 DEFAULT_INPUT_SIZE = (512, 1024)  # (H, W): Cityscapes aspect ratio at half resolution
 UNIVERSAL_MODEL_TYPES = ("mask2former", "maskformer", "oneformer")

@@ -7,16 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from structvpr.segment.classes import (
-    CITYSCAPES_COLORS,
-    IGNORE_COLOR,
-    IGNORE_ID,
-    MergeTable,
-)
-
-_CITYSCAPES_PALETTE = np.zeros((256, 3), dtype=np.uint8)
-_CITYSCAPES_PALETTE[: len(CITYSCAPES_COLORS)] = CITYSCAPES_COLORS
-_CITYSCAPES_PALETTE[IGNORE_ID] = IGNORE_COLOR
+from structvpr.data.cityscapes import IGNORE_COLOR, IGNORE_ID, colorize_train_ids
+from structvpr.segment.classes import MergeTable
 
 
 def colorize(labels: np.ndarray, table: MergeTable | None = None) -> np.ndarray:
@@ -24,7 +16,7 @@ def colorize(labels: np.ndarray, table: MergeTable | None = None) -> np.ndarray:
     merged first and each group drawn in the colour of its first class. Ignore is black."""
     labels = np.asarray(labels)
     if table is None:
-        return _CITYSCAPES_PALETTE[labels.astype(np.intp)]
+        return colorize_train_ids(labels)
     palette = np.zeros((256, 3), dtype=np.uint8)
     palette[: table.num_classes] = table.colors
     palette[IGNORE_ID] = IGNORE_COLOR

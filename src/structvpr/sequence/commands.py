@@ -37,8 +37,9 @@ def add_sequence_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_sequences(model: Any, datasets: Sequence[Any], args: argparse.Namespace) -> None:
-    """Print sequence Recall@N lines for every dataset (and write JSON to --out)."""
+def run_sequences(model: Any, datasets: Sequence[Any], args: argparse.Namespace, preprocessing: dict[str, Any]) -> None:
+    """Print sequence Recall@N lines for every dataset (and write JSON to --out); preprocessing:
+    image_size, mean and std of the model."""
     from structvpr.sequence.evaluate import evaluate_model_sequences
 
     for dataset in datasets:
@@ -46,6 +47,7 @@ def run_sequences(model: Any, datasets: Sequence[Any], args: argparse.Namespace)
             model,
             dataset,
             args.sequence_length,
+            **preprocessing,
             recall_values=args.recall_values,
             candidates=args.sequence_candidates,
             batch_size=args.batch_size,

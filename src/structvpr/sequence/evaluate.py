@@ -16,7 +16,7 @@ from structvpr.data.place_dataset import PlaceDataset
 from structvpr.evaluate.recall import recall_from_predictions
 from structvpr.io_utils import atomic_write_text
 from structvpr.sequence.matcher import match_sequences
-from structvpr.sequence.paths import DEFAULT_SPEEDS
+from structvpr.sequence.settings import DEFAULT_SPEEDS
 
 # Field of the capture time in UTM-layout names:
 # @east@north@zone@letter@lat@lon@pano@tile@heading@pitch@roll@height@timestamp@note@.jpg
@@ -113,6 +113,9 @@ def evaluate_model_sequences(
     dataset: PlaceDataset,
     lengths: Sequence[int],
     *,
+    image_size: Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
     recall_values: Sequence[int] = (1, 5, 10, 20),
     candidates: int | None = None,
     batch_size: int = 32,
@@ -121,19 +124,20 @@ def evaluate_model_sequences(
     out_dir: str | Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Describe `dataset` with `model` (preprocessing from model.config) and run `evaluate_sequences`;
-    with out_dir, writes `<name>_<split>_sequences.json` there."""
+    """Describe `dataset` with `model` ([B, 3, H, W] -> [B, D], images resized to image_size (H, W)
+    and normalised with mean/std) and run `evaluate_sequences`; with out_dir, writes
+    `<name>_<split>_sequences.json` there."""
     from structvpr.evaluate.descriptors import compute_descriptors
     from structvpr.evaluate.evaluate import output_stem
 
-    config: Any = model.config
+    dataset.positives_per_query()  # an unlabelled dataset fails here, before describing
     described = [
         compute_descriptors(
             model,
             paths,
-            image_size=config.image_size,
-            mean=config.mean,
-            std=config.std,
+            image_size=image_size,
+            mean=mean,
+            std=std,
             batch_size=batch_size,
             device=device,
             num_workers=num_workers,

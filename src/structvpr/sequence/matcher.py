@@ -16,12 +16,13 @@ import numpy as np
 from structvpr.index.place_index import PlaceIndex
 from structvpr.sequence.contrast import RouteContrast
 from structvpr.sequence.map_rows import MapRows, as_map_rows
-from structvpr.sequence.paths import DEFAULT_SPEEDS, dense_path_scores, speed_offsets, window_path_scores
+from structvpr.sequence.paths import dense_path_scores, speed_offsets, window_path_scores
 from structvpr.sequence.settings import (
     DEFAULT_CANDIDATES,
     DEFAULT_CONTRAST_WINDOW,
     DEFAULT_EXCLUSION,
     DEFAULT_LENGTH,
+    DEFAULT_SPEEDS,
     SequenceSettings,
 )
 

@@ -16,8 +16,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-DEFAULT_SPEEDS = (0.8, 0.9, 1.0, 1.1, 1.2)
-
 
 def speed_offsets(speeds: Sequence[float], length: int) -> np.ndarray:
     """int64 [V, length]: offsets[v, s] = rint(speeds[v] * s), how far back along the map a path

@@ -1,12 +1,11 @@
-"""Sequence-matching settings and their defaults (light: no FAISS, so the CLI can read them)."""
+"""Sequence-matching settings and their defaults (no numpy or FAISS: the CLI reads them before parsing)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from structvpr.sequence.paths import DEFAULT_SPEEDS, speed_offsets
-
 DEFAULT_LENGTH = 10
+DEFAULT_SPEEDS = (0.8, 0.9, 1.0, 1.1, 1.2)  # map places per route frame
 DEFAULT_CANDIDATES = 50
 DEFAULT_CONTRAST_WINDOW = 500
 DEFAULT_EXCLUSION = 10
@@ -42,6 +41,8 @@ class SequenceSettings:
             raise ValueError(f"exclusion must be >= 0, got {self.exclusion}")
         if self.rescore is not None and self.rescore < 1:
             raise ValueError(f"rescore must be >= 1 or None, got {self.rescore}")
+        from structvpr.sequence.paths import speed_offsets
+
         speed_offsets(self.speeds, self.length)  # checks length and speeds
 
     @property

@@ -83,22 +83,22 @@ def _evaluation_items(dataset, config: Config, with_labels: bool):
 
 def describe_dataset(model, dataset, config: Config, device: str, teacher: bool = False) -> np.ndarray:
     """Descriptors float32 [Nd + Nq, D] of the database then the queries (teacher: from label maps)."""
+    from structvpr.evaluate.descriptors import describe_batches
     from structvpr.segment.classes import load_merge_table
     from structvpr.segment.slme import slme_one_hot
 
     merge_table = load_merge_table(config.structvpr.merge_table) if teacher else None
-    outputs = []
-    model = model.to(device).eval()
-    with torch.no_grad():
+
+    def inputs():
         for batch in _evaluation_items(dataset, config, with_labels=teacher):
             if teacher:
-                inputs = slme_one_hot(
-                    merge_table.merge(batch["label_map"]), merge_table.num_classes, size=model.config.image_size
-                )
+                merged = merge_table.merge(batch["label_map"])
+                yield slme_one_hot(merged, merge_table.num_classes, size=model.config.image_size)
             else:
-                inputs = batch["image"]
-            outputs.append(model(inputs.to(device)).float().cpu())
-    return torch.cat(outputs).numpy()
+                yield batch["image"]
+
+    count = len(dataset.database_paths) + len(dataset.query_paths)
+    return describe_batches(model.to(device), inputs(), count, device=device)
 
 
 def evaluate_model(model, dataset, positives, config: Config, device: str, teacher: bool = False) -> dict:

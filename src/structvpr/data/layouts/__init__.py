@@ -1,22 +1,24 @@
 """Dataset layouts on disk -> PlaceDataset: one reader per layout, `open_dataset` picks one.
 
 Layouts: `utm` (images/<split>/{database,queries} with @east@north@ names), `msls` (MSLS native),
-`pitts` (Pittsburgh .mat dbStruct), `gt_list` (query/ref folders + ground-truth .npy/.npz),
-`sequence` (two frame-aligned folders, Nordland), `folder` (unlabelled images, retrieval only).
+`pitts` (Pittsburgh .mat dbStruct), `gt_list` (query/ref folders + ground-truth .npy/.npz, or
+Patch-NetVLAD's lists), `sequence` (two frame-aligned folders, Nordland), `gsv_cities`
+(GSV-Cities dataframes + images), `folder` (unlabelled images, retrieval only).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from structvpr.data.images import find_bad_images
+from structvpr.data.layout_names import COMMON_OPTIONS, LAYOUT_OPTIONS, PNV_NAMES
 from structvpr.data.layouts._common import ReadOptions, SkipLog, printable_path
-from structvpr.data.layouts.cli_args import add_dataset_arguments, dataset_from_args
 from structvpr.data.layouts.folder import read_folder
+from structvpr.data.layouts.gsv_cities import has_gsv_cities_layout, read_gsv_cities
 from structvpr.data.layouts.gt_lists import (
     convert_ground_truth_npy,
     has_gt_list_layout,
@@ -30,10 +32,11 @@ from structvpr.data.place_dataset import DatasetError, PlaceDataset
 
 __all__ = [
     "LAYOUTS",
+    "LAYOUT_OPTIONS",
+    "PNV_NAMES",
     "ReadOptions",
-    "add_dataset_arguments",
+    "check_layout_options",
     "convert_ground_truth_npy",
-    "dataset_from_args",
     "detect_layout",
     "drop_bad_images",
     "open_dataset",
@@ -47,8 +50,26 @@ LAYOUTS: dict[str, Reader] = {
     "pitts": read_pitts,
     "gt_list": read_gt_list,
     "sequence": read_sequence,
+    "gsv_cities": read_gsv_cities,
     "folder": read_folder,
 }
+
+
+def check_layout_options(layout: str, options: Mapping[str, object]) -> None:
+    """ValueError naming an option that `layout` ('auto': any layout) does not read.
+
+    Options left at their default (None, False, 'error') are accepted for every layout.
+    """
+    known = {field.name for field in dataclasses.fields(ReadOptions)}
+    defaults = {field.name: field.default for field in dataclasses.fields(ReadOptions)}
+    for option, value in options.items():
+        if option not in known:
+            raise ValueError(f"unknown dataset option {option!r}; known: {sorted(known)}")
+        if layout == "auto" or option in COMMON_OPTIONS or value == defaults[option]:
+            continue
+        if layout in LAYOUT_OPTIONS and option not in LAYOUT_OPTIONS[layout]:
+            usable = sorted([*COMMON_OPTIONS, *LAYOUT_OPTIONS[layout]])
+            raise ValueError(f"dataset option {option!r} does not apply to layout {layout!r} (its options: {usable})")
 
 
 def detect_layout(path: str | Path) -> str:
@@ -66,6 +87,8 @@ def detect_layout(path: str | Path) -> str:
         return "msls"
     if has_utm_layout(root):
         return "utm"
+    if has_gsv_cities_layout(root):
+        return "gsv_cities"
     if has_gt_list_layout(root):
         return "gt_list"
     if has_sequence_layout(root):
@@ -101,8 +124,9 @@ def drop_bad_images(dataset: PlaceDataset) -> PlaceDataset:
     keep_db = np.array([p not in bad for p in dataset.database_paths], dtype=bool)
     keep_q = np.array([p not in bad for p in dataset.query_paths], dtype=bool)
     extra = {**dataset.extra, **skips.as_extra()}
-    if "city_of_query" in extra:  # MSLS: one entry per query
-        extra["city_of_query"] = [c for c, k in zip(extra["city_of_query"], keep_q, strict=True) if k]
+    for key, keep in (("city_of_query", keep_q), ("query_places", keep_q), ("database_places", keep_db)):
+        if key in extra:  # one entry per query (MSLS, GSV-Cities) or per database image (GSV-Cities)
+            extra[key] = [value for value, kept in zip(extra[key], keep, strict=True) if kept]
     if not keep_db.any() or (len(keep_q) and not keep_q.any()):
         raise DatasetError(
             f"{printable_path(dataset.root)}: no readable database or query images "
@@ -135,15 +159,20 @@ def open_dataset(path: str | Path, layout: str = "auto", split: str | None = Non
     """Open the dataset at `path` in `layout` ('auto' detects it) and return a PlaceDataset.
 
     Options (all optional): threshold_m (m), database_folder, query_folder, frame_tolerance (frames),
-    ground_truth (file), allow_pickle (trusted .npy object arrays), msls_queries ('official'|'all'),
-    cities (MSLS), on_bad_name ('error'|'skip'), on_bad_image ('error'|'skip': decode every image
-    and leave out those that fail), name. Errors are DatasetError naming the file and the problem.
+    ground_truth (file), pnv_name (Patch-NetVLAD lists: one of PNV_NAMES), allow_pickle (trusted
+    .npy object arrays), msls_queries ('official'|'all'), cities (MSLS, GSV-Cities), on_bad_name
+    ('error'|'skip'), on_bad_image ('error'|'skip': decode every image and leave out those that
+    fail), name. Paths (folders, ground_truth) are relative to the working folder; a relative one
+    that is not there is looked up under the dataset root. An option the layout does not read is a
+    ValueError (LAYOUT_OPTIONS). Errors are DatasetError naming the file and the problem.
     """
-    read_options = ReadOptions(**options)  # unknown options -> TypeError naming them
+    check_layout_options("auto", options)
+    read_options = ReadOptions(**options)  # type: ignore[arg-type]
     if layout == "auto":
         layout = detect_layout(path)
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {sorted(LAYOUTS)} or 'auto'")
+    check_layout_options(layout, options)
     dataset = LAYOUTS[layout](Path(path), split, read_options)
     if read_options.on_bad_image == "skip":
         dataset = drop_bad_images(dataset)

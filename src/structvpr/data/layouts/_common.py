@@ -9,9 +9,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from structvpr.data.place_dataset import DatasetError
+from structvpr.data.place_dataset import DatasetError, printable_path
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 BAD_POLICIES = ("error", "skip")
 # How many example paths of each skip reason a dataset keeps for messages.
 _MAX_EXAMPLES = 5
@@ -30,6 +29,7 @@ class ReadOptions:
     query_folder: str | None = None
     frame_tolerance: int | None = None
     ground_truth: str | None = None
+    pnv_name: str | None = None
     allow_pickle: bool = False
     msls_queries: str | None = None
     cities: Sequence[str] | None = None
@@ -68,11 +68,6 @@ class SkipLog:
         return {"skipped": dict(self.counts), "skipped_examples": dict(self.examples)}
 
 
-def printable_path(path: str | Path) -> str:
-    """A path as text that can always be printed or written as UTF-8 (undecodable bytes as \\xNN)."""
-    return os.fsencode(str(path)).decode("utf-8", errors="backslashreplace")
-
-
 def is_utf8_name(path: Path) -> bool:
     """False when the file name holds bytes that are not valid UTF-8 (surrogate-escaped by Python)."""
     try:
@@ -87,13 +82,6 @@ def require_folder(folder: Path, what: str) -> Path:
     if not folder.is_dir():
         raise DatasetError(f"{printable_path(folder)}: {what} folder does not exist")
     return folder
-
-
-def list_images(folder: Path, what: str, recursive: bool = True) -> list[Path]:
-    """Sorted image files (by suffix) under `folder`; DatasetError if the folder is missing."""
-    require_folder(folder, what)
-    pattern = "**/*" if recursive else "*"
-    return sorted(path for path in folder.glob(pattern) if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
 
 
 def filter_bad_names(paths: Iterable[Path], on_bad_name: str, skips: SkipLog) -> list[Path]:
@@ -187,11 +175,25 @@ def parse_bool(text: str, source: Path, column: str) -> bool:
     raise DatasetError(f"{printable_path(source)}: column {column!r} holds {text!r}, not a boolean")
 
 
+def resolve_user_path(typed: str | Path, root: Path) -> Path:
+    """A path the user typed (a flag or a config option), relative to the working folder.
+
+    When nothing exists there, the same relative path under the dataset `root` is used if it
+    exists, so a bare name such as `summer` or `gt.npz` still finds the dataset's own folder or
+    file. Otherwise the path as typed is returned, for the error message to name.
+    """
+    path = Path(typed)
+    if path.is_absolute() or path.exists():
+        return path
+    inside = Path(root) / path
+    return inside if inside.exists() else path
+
+
 def find_subfolder(root: Path, candidates: Sequence[str], chosen: str | None, what: str) -> Path:
-    """The folder named by the user (`chosen`), else the first of `candidates` that exists under root."""
+    """The folder named by the user (`chosen`, see resolve_user_path), else the first of
+    `candidates` that exists under root."""
     if chosen:
-        folder = Path(chosen) if Path(chosen).is_absolute() else root / chosen
-        return require_folder(folder, what)
+        return require_folder(resolve_user_path(chosen, root), what)
     for name in candidates:
         if (root / name).is_dir():
             return root / name

@@ -12,10 +12,11 @@ from structvpr.data.layouts._common import (
     ReadOptions,
     SkipLog,
     filter_bad_names,
-    list_images,
     require_folder,
     require_nonempty,
+    resolve_user_path,
 )
+from structvpr.data.listing import list_images
 from structvpr.data.place_dataset import PlaceDataset
 
 
@@ -23,19 +24,14 @@ def read_folder(root: Path, split: str | None, options: ReadOptions) -> PlaceDat
     """Read unlabelled images into a PlaceDataset whose `is_labelled` is False."""
     root = require_folder(Path(root), "dataset")
     skips = SkipLog()
-    database_folder = root / (options.database_folder or "database")
-    query_folder = root / (options.query_folder or "queries")
+    database_folder = resolve_user_path(options.database_folder, root) if options.database_folder else root / "database"
+    query_folder = resolve_user_path(options.query_folder, root) if options.query_folder else root / "queries"
     if options.database_folder or database_folder.is_dir():
         database_paths = list_images(require_folder(database_folder, "database"), "database")
         query_paths = list_images(query_folder, "query") if options.query_folder or query_folder.is_dir() else []
     else:
         database_folder = root
-        # Label maps live in parallel `<folder>_labels/` trees; they are not places to search.
-        database_paths = [
-            path
-            for path in list_images(root, "dataset")
-            if not any(part.endswith("_labels") for part in path.relative_to(root).parts[:-1])
-        ]
+        database_paths = list_images(root, "dataset")  # label-map folders are left out
         query_paths = []
     database_paths = filter_bad_names(database_paths, options.on_bad_name, skips)
     query_paths = filter_bad_names(query_paths, options.on_bad_name, skips)

@@ -10,6 +10,12 @@ Ground-truth files:
 Image order: `qImage`/`dbImage` string arrays in the .npz, else `query_images.txt` /
 `database_images.txt` beside the ground-truth file (one path per line, relative to the query or
 database folder), else the sorted file names of each folder.
+
+Patch-NetVLAD's files are read under their shipped names (`pnv_name`, or detected from the
+ground-truth file's name): `dataset_gt_files/<gt>.npz` (utmQ, utmDb, posDistThr) and
+`dataset_imagenames/<name>_imageNames_{index,query}.txt` (index = database; one `./`-prefixed path
+per line, relative to the dataset root). The lists are looked for beside the ground-truth file's
+folder, then under the dataset root. Nordland's coordinates there are frame numbers.
 """
 
 from __future__ import annotations
@@ -19,21 +25,25 @@ from pathlib import Path
 
 import numpy as np
 
+from structvpr.data.layout_names import PNV_GROUND_TRUTH, PNV_NAMES
 from structvpr.data.layouts._common import (
     ReadOptions,
     find_subfolder,
-    list_images,
     path_inside,
     printable_path,
     require_existing,
     require_folder,
     require_nonempty,
     require_unique,
+    resolve_user_path,
 )
+from structvpr.data.listing import list_images
 from structvpr.data.place_dataset import DatasetError, PlaceDataset
 from structvpr.io_utils import atomic_write
 
 DATABASE_FOLDERS = ("ref", "reference", "database", "db", "map")
+PNV_GT_FOLDER, PNV_LIST_FOLDER = "dataset_gt_files", "dataset_imagenames"
+PNV_FRAME_DATASETS = ("nordland",)  # coordinates are frame numbers, the threshold is in frames
 QUERY_FOLDERS = ("query", "queries", "qry")
 DEFAULT_THRESHOLD_M = 25.0
 
@@ -44,9 +54,10 @@ def ground_truth_files(root: Path) -> list[Path]:
 
 
 def find_ground_truth(root: Path, chosen: str | None) -> Path:
-    """The ground-truth file named by the user, else the only (or `ground_truth*`) one in root."""
+    """The ground-truth file named by the user (see resolve_user_path), else the only (or
+    `ground_truth*`) one in root."""
     if chosen:
-        path = Path(chosen) if Path(chosen).is_absolute() else root / chosen
+        path = resolve_user_path(chosen, root)
         if not path.is_file():
             raise DatasetError(f"{printable_path(path)}: ground-truth file does not exist")
         return path
@@ -60,15 +71,81 @@ def find_ground_truth(root: Path, chosen: str | None) -> Path:
 
 
 def has_gt_list_layout(root: Path) -> bool:
-    """True when `root` has a ground-truth .npy/.npz and a query folder."""
+    """True when `root` has a ground-truth .npy/.npz and a query folder, or Patch-NetVLAD's
+    `dataset_gt_files/` and `dataset_imagenames/` folders."""
+    if (root / PNV_GT_FOLDER).is_dir() and (root / PNV_LIST_FOLDER).is_dir():
+        return True
     return bool(ground_truth_files(root)) and any((root / name).is_dir() for name in QUERY_FOLDERS)
+
+
+@dataclass
+class PnvFiles:
+    """Patch-NetVLAD's files for one dataset: ground truth and the two image lists."""
+
+    name: str
+    ground_truth: Path
+    index_list: Path
+    query_list: Path
+
+
+def _pnv_name(root: Path, ground_truth: Path | None) -> str | None:
+    """The Patch-NetVLAD name of a ground-truth file, or of the one file in root/dataset_gt_files."""
+    if ground_truth is not None:
+        return next((name for name, stem in PNV_GROUND_TRUTH.items() if ground_truth.stem == stem), None)
+    folder = root / PNV_GT_FOLDER
+    names = [name for name, stem in PNV_GROUND_TRUTH.items() if (folder / f"{stem}.npz").is_file()]
+    if len(names) > 1:
+        raise DatasetError(f"{printable_path(folder)}: ground truth of {names}; choose one with --pnv-name")
+    return names[0] if names else None
+
+
+def find_pnv_files(root: Path, options: ReadOptions) -> PnvFiles | None:
+    """Patch-NetVLAD's files named by `options.pnv_name` or detected; None when this is not such a tree."""
+    ground_truth = resolve_user_path(options.ground_truth, root) if options.ground_truth else None
+    name = options.pnv_name or _pnv_name(root, ground_truth)
+    if name is None:
+        return None
+    if name not in PNV_GROUND_TRUTH:
+        raise DatasetError(f"unknown Patch-NetVLAD dataset name {name!r}; choose one of {list(PNV_NAMES)}")
+    if ground_truth is None:
+        ground_truth = root / PNV_GT_FOLDER / f"{PNV_GROUND_TRUTH[name]}.npz"
+    list_folders = list(dict.fromkeys([ground_truth.parent.parent / PNV_LIST_FOLDER, root / PNV_LIST_FOLDER]))
+    for folder in list_folders:
+        index_list, query_list = (folder / f"{name}_imageNames_{kind}.txt" for kind in ("index", "query"))
+        if index_list.is_file() and query_list.is_file():
+            break
+    else:
+        if not options.pnv_name:
+            return None  # a ground-truth file that merely shares a name: not a Patch-NetVLAD tree
+        raise DatasetError(
+            f"{printable_path(list_folders[-1])}: no Patch-NetVLAD image lists {name}_imageNames_index.txt "
+            f"and {name}_imageNames_query.txt (looked in {[printable_path(f) for f in list_folders]})"
+        )
+    if not ground_truth.is_file():
+        hint = (
+            "; Patch-NetVLAD ships none for the MSLS cities: pass --ground-truth FILE (utmQ, utmDb, "
+            "posDistThr) or read MSLS with --layout msls"
+            if name.startswith("mapillary")
+            else ""
+        )
+        raise DatasetError(f"{printable_path(ground_truth)}: Patch-NetVLAD ground-truth file does not exist{hint}")
+    return PnvFiles(name, ground_truth, index_list, query_list)
+
+
+def _listed_paths(listing: Path, root: Path) -> list[Path]:
+    """The paths of a list file (one per line, relative to `root`), unique and on disk."""
+    lines = listing.read_text(encoding="utf-8").splitlines()
+    paths = [path_inside(root, line, listing) for line in lines if line.strip()]
+    require_unique(paths, listing)
+    require_existing(paths, listing)
+    return paths
 
 
 def _pickle_refusal(path: Path) -> DatasetError:
     return DatasetError(
         f"{printable_path(path)}: ground truth is a NumPy object array, which loads only by unpickling "
         "(it can run code). If you trust the file pass allow_pickle=True (--allow-pickle), or convert "
-        "it once to a safe .npz: python -m structvpr.data.layouts.convert_gt "
+        "it once to a safe .npz: structvpr convert-gt "
         f"{path} {path.with_suffix('.npz')}"
     )
 
@@ -122,8 +199,7 @@ def _image_list(gt_path: Path, folder: Path, names: np.ndarray | None, kind: str
     if names is not None:
         paths, source = [path_inside(folder, str(name), gt_path) for name in names], gt_path
     elif listing.is_file():
-        lines = listing.read_text(encoding="utf-8").splitlines()
-        paths, source = [path_inside(folder, line, listing) for line in lines if line.strip()], listing
+        return _listed_paths(listing, folder)
     else:
         # Ground-truth indices are positions in this sorted listing: nothing may be skipped.
         return list_images(folder, kind, recursive=False)
@@ -195,21 +271,33 @@ def _read_ground_truth_file(path: Path, allow_pickle: bool) -> _GroundTruthFile:
 
 
 def read_gt_list(root: Path, split: str | None, options: ReadOptions) -> PlaceDataset:
-    """Read query/database folders with a ground-truth file into a PlaceDataset."""
+    """Read query/database folders (or Patch-NetVLAD lists) with a ground-truth file into a PlaceDataset."""
     root = require_folder(Path(root), "dataset")
-    gt_path = find_ground_truth(root, options.ground_truth)
-    database_folder = find_subfolder(root, DATABASE_FOLDERS, options.database_folder, "database")
-    query_folder = find_subfolder(root, QUERY_FOLDERS, options.query_folder, "query")
-    ground_truth_file = _read_ground_truth_file(gt_path, options.allow_pickle)
-    database_paths = _image_list(gt_path, database_folder, ground_truth_file.database_names, "database")
-    query_paths = _image_list(gt_path, query_folder, ground_truth_file.query_names, "query")
-    require_nonempty(database_paths, "database", database_folder)
-    require_nonempty(query_paths, "query", query_folder)
+    pnv = find_pnv_files(root, options)
+    if pnv is not None:
+        gt_path = pnv.ground_truth
+        ground_truth_file = _read_ground_truth_file(gt_path, options.allow_pickle)
+        database_paths = _listed_paths(pnv.index_list, root)
+        query_paths = _listed_paths(pnv.query_list, root)
+        name, split_name = pnv.name, split or gt_path.stem
+    else:
+        gt_path = find_ground_truth(root, options.ground_truth)
+        database_folder = find_subfolder(root, DATABASE_FOLDERS, options.database_folder, "database")
+        query_folder = find_subfolder(root, QUERY_FOLDERS, options.query_folder, "query")
+        ground_truth_file = _read_ground_truth_file(gt_path, options.allow_pickle)
+        database_paths = _image_list(gt_path, database_folder, ground_truth_file.database_names, "database")
+        query_paths = _image_list(gt_path, query_folder, ground_truth_file.query_names, "query")
+        require_nonempty(database_paths, "database", database_folder)
+        require_nonempty(query_paths, "query", query_folder)
+        name, split_name = root.name, split or f"{query_folder.name}->{database_folder.name}"
     threshold = options.threshold_m or ground_truth_file.threshold_m or DEFAULT_THRESHOLD_M
+    extra: dict = {"layout": "gt_list", "ground_truth_file": str(gt_path)}
+    if pnv is not None and pnv.name in PNV_FRAME_DATASETS:
+        extra["frame_tolerance"] = int(threshold)
     try:
         return PlaceDataset(
-            name=options.name or root.name,
-            split=split or f"{query_folder.name}->{database_folder.name}",
+            name=options.name or name,
+            split=split_name,
             root=root,
             database_paths=database_paths,
             query_paths=query_paths,
@@ -217,7 +305,7 @@ def read_gt_list(root: Path, split: str | None, options: ReadOptions) -> PlaceDa
             query_coords=ground_truth_file.utm_query,
             threshold_m=float(threshold),
             ground_truth=ground_truth_file.positives(len(query_paths), len(database_paths)),
-            extra={"layout": "gt_list", "ground_truth_file": str(gt_path)},
+            extra=extra,
         )
     except DatasetError as error:  # PlaceDataset's count checks: name the ground-truth file too
         raise DatasetError(f"{printable_path(gt_path)}: {error}") from None

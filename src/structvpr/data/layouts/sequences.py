@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from structvpr.data.layouts._common import (
-    IMAGE_SUFFIXES,
     ReadOptions,
-    list_images,
     printable_path,
     require_folder,
     require_nonempty,
+    resolve_user_path,
 )
+from structvpr.data.listing import IMAGE_SUFFIXES, LABEL_FOLDER_SUFFIX, list_images
 from structvpr.data.place_dataset import DatasetError, PlaceDataset
 
 FRAME_SPACING_M = 25.0 / 10.5
@@ -35,7 +35,7 @@ def _image_folders(root: Path) -> list[Path]:
         p
         for p in root.iterdir()
         if p.is_dir()
-        and not p.name.endswith("_labels")
+        and not p.name.endswith(LABEL_FOLDER_SUFFIX)
         and any(c.suffix.lower() in IMAGE_SUFFIXES for c in p.iterdir())
     )
 
@@ -56,24 +56,23 @@ def frame_threshold_m(frame_tolerance: int) -> float:
 
 
 def _choose_folders(root: Path, options: ReadOptions) -> tuple[Path, Path]:
-    if options.database_folder and options.query_folder:
-        return (
-            require_folder(root / options.database_folder, "database"),
-            require_folder(root / options.query_folder, "query"),
-        )
+    chosen_database = options.database_folder and require_folder(
+        resolve_user_path(options.database_folder, root), "database"
+    )
+    chosen_query = options.query_folder and require_folder(resolve_user_path(options.query_folder, root), "query")
+    if chosen_database and chosen_query:
+        return chosen_database, chosen_query
     folders = _image_folders(root)
     if len(folders) != 2:
         raise DatasetError(
             f"{printable_path(root)}: a sequence dataset needs two image folders, found "
             f"{[f.name for f in folders]} (name them with --database-folder/--query-folder)"
         )
+    chosen = chosen_database or chosen_query
+    if chosen:
+        other = next(f for f in folders if f.resolve() != chosen.resolve())
+        return (chosen, other) if chosen_database else (other, chosen)
     by_name = {folder.name: folder for folder in folders}
-    if options.database_folder or options.query_folder:
-        chosen = options.database_folder or options.query_folder
-        if chosen not in by_name:
-            raise DatasetError(f"{printable_path(root / chosen)}: folder does not exist")
-        other = next(f for f in folders if f.name != chosen)
-        return (by_name[chosen], other) if options.database_folder else (other, by_name[chosen])
     for name in DATABASE_PREFERENCE:
         if name in by_name:
             return by_name[name], next(f for f in folders if f.name != name)

@@ -15,14 +15,15 @@ from structvpr.data.layouts._common import (
     ReadOptions,
     SkipLog,
     filter_bad_names,
-    list_images,
     path_inside,
     printable_path,
     require_existing,
     require_folder,
     require_nonempty,
     require_unique,
+    resolve_user_path,
 )
+from structvpr.data.listing import list_images
 from structvpr.data.place_dataset import DatasetError, PlaceDataset
 
 DEFAULT_THRESHOLD_M = 25.0
@@ -116,6 +117,11 @@ def _coords_of(paths: list[Path], on_bad_name: str, skips: SkipLog, source: Path
     return kept, np.asarray(coords, dtype=np.float64).reshape(-1, 2)
 
 
+def _folder_of(typed: str | None, default_name: str, split_folder: Path) -> Path:
+    """The folder the user typed (see resolve_user_path), else `split_folder/default_name`."""
+    return resolve_user_path(typed, split_folder) if typed else split_folder / default_name
+
+
 def _dataset_name(root: Path, split_folder: Path) -> str:
     """The dataset's folder name, also when `root` is the split folder `<name>/images/<split>`."""
     if split_folder != root or root.parent.name != "images":
@@ -128,8 +134,8 @@ def read_utm(root: Path, split: str | None, options: ReadOptions) -> PlaceDatase
     root = Path(root)
     require_folder(root, "dataset")
     split_folder, split_name = find_split_folder(root, split)
-    database_folder = require_folder(split_folder / (options.database_folder or "database"), "database")
-    query_folder = require_folder(split_folder / (options.query_folder or "queries"), "query")
+    database_folder = require_folder(_folder_of(options.database_folder, "database", split_folder), "database")
+    query_folder = require_folder(_folder_of(options.query_folder, "queries", split_folder), "query")
     skips = SkipLog()
     database_paths, database_source = read_folder_paths(database_folder, root)
     query_paths, query_source = read_folder_paths(query_folder, root)

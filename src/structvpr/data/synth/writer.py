@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import cast
 
 from PIL import Image
-from tqdm import tqdm
 
-from structvpr.data.label_paths import label_path_for
+from structvpr.data.label_maps import label_path_for
 from structvpr.data.synth.camera import DEFAULT_JITTER, PoseJitter
 from structvpr.data.synth.conditions import DATABASE_CONDITION, DEFAULT_QUERY_CONDITIONS
 from structvpr.data.synth.visits import (
@@ -32,6 +31,7 @@ from structvpr.data.synth.visits import (
 )
 from structvpr.data.synth.world import build_town
 from structvpr.io_utils import atomic_write_bytes, atomic_write_text
+from structvpr.progress import progress_bar
 
 METADATA_COLUMNS = (
     "path",
@@ -216,7 +216,7 @@ def generate_town(
         for old in (out_dir / "images").glob("*/*/*"):
             if old.suffix in (".jpg", ".png") and old not in wanted:
                 old.unlink()
-    bar = tqdm(total=len(todo), desc="synth", unit="img", disable=not progress)
+    bar = progress_bar(len(todo), "synth", "img", disable=not progress)
     encoded: Iterator[tuple[bytes, bytes]]
     with contextlib.ExitStack() as stack:
         if workers > 1 and len(todo) > 1:

@@ -111,6 +111,8 @@ def test_route_contrast_subtracts_the_mean_of_the_earlier_frames_in_its_window()
     np.testing.assert_allclose(out[6], frames[6] - frames[3:6].mean(0), rtol=1e-5, atol=1e-6)
     contrast.reset()
     np.testing.assert_allclose(contrast.push(frames[5]), frames[5], rtol=1e-6)
+    switched_off = RouteContrast(5, window=0)
+    assert all(np.allclose(switched_off.push(frame), frame) for frame in frames)
 
 
 def test_candidates_of_a_frame_are_the_same_searched_alone_or_in_a_batch(route) -> None:

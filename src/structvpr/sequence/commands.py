@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from structvpr.sequence.settings import DEFAULT_CANDIDATES
+from structvpr.sequence.settings import DEFAULT_CANDIDATES, DEFAULT_CONTRAST_WINDOW
 
 
 def _positive_int(text: str) -> int:
@@ -35,6 +35,18 @@ def add_sequence_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="only paths through each frame's K nearest map places (default: every place)",
     )
+    _add_contrast_argument(group)
+
+
+def _add_contrast_argument(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--sequence-contrast-window",
+        type=int,
+        default=DEFAULT_CONTRAST_WINDOW,
+        metavar="N",
+        help="subtract the mean descriptor of the route's previous N frames (0: off; helps across "
+        "seasons, costs on routes recorded in the map's own conditions; docs/sequences.md)",
+    )
 
 
 def run_sequences(model: Any, datasets: Sequence[Any], args: argparse.Namespace, preprocessing: dict[str, Any]) -> None:
@@ -50,6 +62,7 @@ def run_sequences(model: Any, datasets: Sequence[Any], args: argparse.Namespace,
             **preprocessing,
             recall_values=args.recall_values,
             candidates=args.sequence_candidates,
+            contrast_window=args.sequence_contrast_window,
             batch_size=args.batch_size,
             device=args.device,
             num_workers=args.num_workers,
@@ -75,6 +88,7 @@ def add_query_sequence_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="paths must pass through one of a frame's K nearest map places",
     )
+    _add_contrast_argument(group)
 
 
 def match_route(descriptors: Any, index: Any, args: argparse.Namespace) -> tuple[Any, Any]:
@@ -88,6 +102,11 @@ def match_route(descriptors: Any, index: Any, args: argparse.Namespace) -> tuple
         {key: value for key, value in (("nprobe", args.nprobe), ("ef_search", args.ef_search)) if value}
     )
     matches = match_sequences(
-        descriptors, index, args.sequence_length, candidates=args.sequence_candidates, top_n=args.k
+        descriptors,
+        index,
+        args.sequence_length,
+        candidates=args.sequence_candidates,
+        contrast_window=args.sequence_contrast_window,
+        top_n=args.k,
     )
     return SearchResult(matches.scores, matches.ids, matches.positions), matches.confidence

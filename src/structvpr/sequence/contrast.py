@@ -18,11 +18,12 @@ import numpy as np
 
 class RouteContrast:
     """Causal contrast of a route: `push(q_t)` returns q_t minus the mean of the `window` frames
-    before it (all earlier frames when window is None; the first frame is returned unchanged)."""
+    before it (all earlier frames when window is None, no contrast when it is 0; the first frame is
+    returned unchanged)."""
 
     def __init__(self, dim: int, window: int | None) -> None:
-        if window is not None and window < 1:
-            raise ValueError(f"contrast window must be >= 1 frame or None, got {window}")
+        if window is not None and window < 0:
+            raise ValueError(f"contrast window must be >= 0 frames or None, got {window}")
         self.window = window
         self._sum = np.zeros(dim, np.float64)
         self._count = 0
@@ -31,6 +32,8 @@ class RouteContrast:
     def push(self, descriptor: np.ndarray) -> np.ndarray:
         """Contrasted descriptor float32 [D] of one frame (float [D]); the frame then joins the window."""
         frame = np.asarray(descriptor, np.float64)
+        if self.window == 0:
+            return frame.astype(np.float32)
         contrasted = frame - self._sum / self._count if self._count else frame.copy()
         self._sum += frame
         self._count += 1

@@ -16,7 +16,7 @@ from structvpr.data.place_dataset import PlaceDataset
 from structvpr.evaluate.recall import recall_from_predictions
 from structvpr.io_utils import atomic_write_text
 from structvpr.sequence.matcher import match_sequences
-from structvpr.sequence.settings import DEFAULT_SPEEDS
+from structvpr.sequence.settings import DEFAULT_CONTRAST_WINDOW, DEFAULT_SPEEDS
 
 # Field of the capture time in UTM-layout names:
 # @east@north@zone@letter@lat@lon@pano@tile@heading@pitch@roll@height@timestamp@note@.jpg
@@ -45,6 +45,7 @@ def sequence_recalls(
     recall_values: Sequence[int] = (1, 5, 10, 20),
     speeds: Sequence[float] = DEFAULT_SPEEDS,
     candidates: int | None = None,
+    contrast_window: int | None = DEFAULT_CONTRAST_WINDOW,
 ) -> dict[int, dict[int, float]]:
     """{L: {N: Recall@N}} of sequence matching for each length L (descriptors in travel order;
     positives: database indices per query). Queries without positives are left out, as in Recall@N."""
@@ -56,6 +57,7 @@ def sequence_recalls(
             int(length),
             speeds,
             candidates=candidates,
+            contrast_window=contrast_window,
             top_n=max(recall_values),
         )
         results[int(length)] = recall_from_predictions(matches.positions, positives_per_query, recall_values).recalls
@@ -71,6 +73,7 @@ def evaluate_sequences(
     recall_values: Sequence[int] = (1, 5, 10, 20),
     speeds: Sequence[float] = DEFAULT_SPEEDS,
     candidates: int | None = None,
+    contrast_window: int | None = DEFAULT_CONTRAST_WINDOW,
     out_file: str | Path | None = None,
 ) -> dict[str, Any]:
     """Sequence Recall@N of `dataset` for every length; prints one line per length, returns (and
@@ -89,6 +92,7 @@ def evaluate_sequences(
         recall_values=recall_values,
         speeds=speeds,
         candidates=candidates,
+        contrast_window=contrast_window,
     )
     for length, values in recalls.items():
         text = ", ".join(f"R@{n}: {100 * value:.1f}" for n, value in values.items())
@@ -98,6 +102,7 @@ def evaluate_sequences(
         "split": dataset.split,
         "speeds": [float(v) for v in speeds],
         "candidates": candidates,
+        "contrast_window": contrast_window,
         "recalls": {
             str(length): {str(n): (None if math.isnan(v) else v) for n, v in values.items()}
             for length, values in recalls.items()
@@ -118,6 +123,7 @@ def evaluate_model_sequences(
     std: Sequence[float],
     recall_values: Sequence[int] = (1, 5, 10, 20),
     candidates: int | None = None,
+    contrast_window: int | None = DEFAULT_CONTRAST_WINDOW,
     batch_size: int = 32,
     device: str | torch.device = "cpu",
     num_workers: int = 0,
@@ -154,5 +160,6 @@ def evaluate_model_sequences(
         lengths,
         recall_values=recall_values,
         candidates=candidates,
+        contrast_window=contrast_window,
         out_file=out_file,
     )

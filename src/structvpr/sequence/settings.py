@@ -19,7 +19,7 @@ class SequenceSettings:
 
     length: frames per path L; speeds: map places per query frame; candidates: FAISS neighbours per
     frame that paths must pass through (None: every place, O(frames x places) memory in batch);
-    contrast_window: earlier frames whose mean descriptor is subtracted (None: all); top_n: places
+    contrast_window: earlier frames whose mean descriptor is subtracted (None: all, 0: none); top_n: places
     returned per frame; exclusion: places around the best end that do not count as its runner-up;
     rescore: path ends scored exactly per frame (default RESCORED_ENDS_PER_CANDIDATE x candidates).
     """

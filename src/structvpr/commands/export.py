@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from structvpr.commands import add_common_arguments
+from structvpr.export_int8_args import add_int8_arguments, int8_export_from_args
 
 FORMATS = ("onnx", "torchscript")  # = structvpr.export.FORMATS, without importing torch to parse
 
@@ -32,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="real images for the check (default: seeded random inputs)",
     )
     parser.add_argument("--tolerance", type=float, default=1e-4, help="max abs descriptor difference allowed")
+    add_int8_arguments(parser)
     add_common_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -51,8 +53,14 @@ def run(args: argparse.Namespace) -> int:
             model = load(args.model, device="cpu")
         if model.network is None:
             raise ValueError(f"{args.model}: already an exported model; export from a structvpr model file")
-        with status(f"exporting to {args.out} and checking it against PyTorch"):
-            export_model(model.network, args.out, args.format, check_images=args.check_images, tolerance=args.tolerance)
+        if args.int8:
+            with status(f"exporting int8 ONNX to {args.out}, calibrating and checking it against fp32"):
+                int8_export_from_args(model.network, args)
+        else:
+            with status(f"exporting to {args.out} and checking it against PyTorch"):
+                export_model(
+                    model.network, args.out, args.format, check_images=args.check_images, tolerance=args.tolerance
+                )
     height, width = model.image_size
     print(
         f"input: images float32 [B, 3, {height}, {width}], normalised with mean {model.mean} and std "

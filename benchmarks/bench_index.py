@@ -11,10 +11,11 @@ queries that have a positive); or all
 DIR/*.npy rows with synthetic revisit queries. `--dataset D --model M --cache DIR` first describes
 the database and query images of a dataset (any layout structvpr reads; `--split`) with a trained
 model (anything `structvpr.load` takes) into DIR, with the dataset's own positives
-(DIR/positives_*.npy), and then runs as `--real DIR`:
+(DIR/positives_*.npy), and then runs as `--real DIR`. `--distractor-split S` adds every image of
+another split (another region of the same dataset, never a positive) to the database before tiling:
 
-    python benchmarks/bench_index.py --dataset runs/town --split test --model run/model.pt \
-        --cache runs/bench_index_town --size 20000 --settings ivfpq --pq-m 8 16 32
+    python benchmarks/bench_index.py --dataset runs/town --split test --distractor-split train \
+        --model run/model.pt --cache runs/bench_index_town --size 20000 --settings ivfpq --pq-m 8 16 32
 
 Synthetic queries are jittered copies of random database rows. Every setting runs in this
 process with the same FAISS thread count (`--threads`, default 1: stable ratios on a shared
@@ -56,6 +57,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset", default=None, help="describe this dataset's images (needs --model, --cache)")
     parser.add_argument("--layout", default="auto", help="--dataset: its layout (default: detect)")
     parser.add_argument("--split", default=None, help="--dataset: its split, e.g. test")
+    parser.add_argument(
+        "--distractor-split",
+        default=None,
+        help="--dataset: also describe every image of this split (another region) as extra database images",
+    )
     parser.add_argument("--model", default=None, help="--dataset: a trained model (what structvpr.load takes)")
     parser.add_argument("--cache", type=Path, default=None, help="--dataset: descriptor folder (reused if present)")
     parser.add_argument(
@@ -112,8 +118,9 @@ def describe_dataset(args: argparse.Namespace) -> Path:
     """Descriptors of --dataset's database and queries by --model, with its positives, in --cache.
 
     Writes database.npy, queries.npy (float32 [n, D]), positives_indptr.npy / positives_indices.npy
-    (each query's positive database rows) and source.json; a cache made from the same model file,
-    dataset and split is reused, another is refused.
+    (each query's positive database rows), with --distractor-split distractors.npy (every image of
+    that split: never a positive), and source.json; a cache made from the same model file, dataset
+    and splits is reused, another is refused.
     """
     import structvpr
     from structvpr.data.layouts import open_dataset
@@ -128,6 +135,10 @@ def describe_dataset(args: argparse.Namespace) -> Path:
         "model": str(model_path.resolve()) if model_path.exists() else args.model,
         "model_mtime": model_path.stat().st_mtime if model_path.is_file() else None,
     }
+    distractors = None
+    if args.distractor_split is not None:
+        distractors = open_dataset(args.dataset, layout=args.layout, split=args.distractor_split)
+        source["distractors"] = distractors.summary()
     marker = args.cache / "source.json"
     if marker.is_file():
         if json.loads(marker.read_text()) != source:
@@ -136,7 +147,10 @@ def describe_dataset(args: argparse.Namespace) -> Path:
     args.cache.mkdir(parents=True, exist_ok=True)
     model = structvpr.load(args.model)
     start = time.perf_counter()
-    for name, paths in (("database", dataset.database_paths), ("queries", dataset.query_paths)):
+    parts = [("database", dataset.database_paths), ("queries", dataset.query_paths)]
+    if distractors is not None:
+        parts.append(("distractors", distractors.database_paths + distractors.query_paths))
+    for name, paths in parts:
         np.save(args.cache / f"{name}.npy", model.describe(paths, batch_size=32, progress=True))
     positives = dataset.positives_per_query(args.threshold)
     np.save(args.cache / "positives_indptr.npy", np.cumsum([0] + [len(row) for row in positives]))
@@ -162,10 +176,14 @@ def load_positives(folder: Path, num_queries: int, threshold: float | None) -> l
     return list(finder.radius_neighbors(query_coords, radius=threshold or 25.0, return_distance=False))
 
 
-def tiled_real_descriptors(folder: Path, size: int, seed: int) -> np.ndarray:
-    """Rows of folder/database.npy (else of every folder/*.npy), normalised, tiled to `size` rows
-    with small jitter on every copy beyond the first; row i is a copy of base row i % n."""
-    files = [folder / "database.npy"] if (folder / "database.npy").is_file() else sorted(folder.glob("*.npy"))
+def tiled_real_descriptors(folder: Path, size: int, seed: int) -> tuple[np.ndarray, int]:
+    """(database [size, D], n): the rows of folder/database.npy then folder/distractors.npy (else of
+    every folder/*.npy), n of them, normalised and tiled to `size` rows with small jitter on every
+    copy beyond the first; row i is a copy of base row i % n."""
+    if (folder / "database.npy").is_file():
+        files = [folder / name for name in ("database.npy", "distractors.npy") if (folder / name).is_file()]
+    else:
+        files = sorted(folder.glob("*.npy"))
     if not files:
         raise SystemExit(f"{folder}: no .npy descriptor files")
     base = np.concatenate([np.load(path, allow_pickle=False).astype(np.float32) for path in files])
@@ -178,7 +196,7 @@ def tiled_real_descriptors(folder: Path, size: int, seed: int) -> np.ndarray:
         jitter = np.where(rows >= len(base), 0.05 / np.sqrt(base.shape[1]), 0.0).astype(np.float32)[:, None]
         noise = rng.standard_normal((stop - start, base.shape[1])).astype(np.float32)
         database[start:stop] = base[rows % len(base)] + jitter * noise
-    return _normalise_rows(database)
+    return _normalise_rows(database), len(base)
 
 
 def make_queries(database: np.ndarray, count: int, seed: int) -> np.ndarray:
@@ -218,18 +236,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.dataset is not None:
         args.real = describe_dataset(args)
     if args.real is not None:
-        database = tiled_real_descriptors(args.real, args.size, args.seed)
-        source = f"real descriptors from {args.real} tiled with jitter"
+        # base_count distinct images: the tiles of one real image share row % base_count
+        database, base_count = tiled_real_descriptors(args.real, args.size, args.seed)
+        source = f"{base_count:,} real descriptors from {args.real} tiled with jitter"
     else:
         database = synthetic_descriptors(args.size, args.dim, args.seed)
         source = "synthetic clustered descriptors, 20% near-duplicates"
+        base_count = len(database)
     size, dim = database.shape
     positives: list[np.ndarray] | None = None
-    base_count = size  # rows of distinct images: tiles of one real image share row % base_count
     if args.real is not None and (args.real / "queries.npy").is_file():
         queries = _normalise_rows(np.load(args.real / "queries.npy", allow_pickle=False).astype(np.float32))
         positives = load_positives(args.real, len(queries), args.threshold)
-        base_count = len(np.load(args.real / "database.npy", mmap_mode="r"))
     else:
         queries = make_queries(database, args.queries, args.seed)
     evaluated = [i for i, row in enumerate(positives or []) if len(row)]

@@ -7,6 +7,7 @@ is optional and falls back to the dataclass default. Overrides use dotted paths 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,23 @@ class DatasetSource:
     split: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     index_range: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        """Check `options` against what the layout reads, so a typo fails before training starts."""
+        import difflib
+
+        from structvpr.data.layouts import ReadOptions, check_layout_options
+
+        known = [option.name for option in dataclasses.fields(ReadOptions)]
+        for option in self.options:
+            if option not in known:
+                close = difflib.get_close_matches(str(option), known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(known))})"
+                raise ValueError(f"options: unknown dataset option {option!r} for {self.path or 'a dataset'}{hint}")
+        try:
+            check_layout_options(self.layout, self.options)
+        except ValueError as error:
+            raise ValueError(f"options: {error}") from None
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -57,10 +58,10 @@ def stage_evaluate(run: DemoRun) -> dict:
     dataset = open_source(held_out_source(run), "evaluation")
     positives = dataset.positives_per_query()
     with_positive = [i for i, p in enumerate(positives) if len(p)]
-    predictions, top1_correct = {}, {}
+    predictions, top1_correct, top5_scores = {}, {}, {}
     for run_name, label in ((BASELINE_RUN, "baseline"), (STUDENT_RUN, "student")):
         descriptors = _describe(run, run_name, dataset)
-        _, predictions[label] = search_top_k(
+        top5_scores[label], predictions[label] = search_top_k(
             descriptors[dataset.num_database :], descriptors[: dataset.num_database], 5
         )
         np.save(run.out_dir / f"top5_{label}.npy", predictions[label])
@@ -85,6 +86,10 @@ def stage_evaluate(run: DemoRun) -> dict:
                     "model": label,
                     "image": str(path.relative_to(run.out_dir)),
                     "top1_correct": correct[0],
+                    "query_name": Path(dataset.query_paths[query_index]).name,
+                    "names": [Path(dataset.database_paths[i]).name for i in top],
+                    "scores": [float(score) for score in top5_scores[label][query_index]],
+                    "correct": correct,
                 }
             )
     return {"examples": examples, "dataset": dataset.summary(), "queries": chosen}
@@ -98,19 +103,35 @@ def stage_index(run: DemoRun) -> dict:
     dataset = open_source(held_out_source(run), "evaluation")
     descriptors = _describe(run, STUDENT_RUN, dataset)
     database, queries = descriptors[: dataset.num_database], descriptors[dataset.num_database :]
+    start = time.perf_counter()
     index = PlaceIndex.build(
         database,
         kind="flat",
         metadata={"poses": dataset.database_coords, "paths": np.array([str(p) for p in dataset.database_paths])},
     )
+    build_seconds = time.perf_counter() - start
     index.save(run.out_dir / "index")
     result = index.search(queries[: run.settings.num_examples], k=5)
-    lines = []
+    lines, answers = [], []
     for number, query_path in enumerate(dataset.query_paths[: run.settings.num_examples]):
         best = int(result.positions[number][0])
         lines.append(f"{Path(query_path).name} -> {Path(dataset.database_paths[best]).name}")
+        answers.append(
+            [Path(query_path).name, Path(dataset.database_paths[best]).name, float(result.scores[number][0])]
+        )
     atomic_write_text(run.out_dir / "index_queries.txt", "\n".join(lines) + "\n")
-    return {"index": "index", "kind": "flat", "size": len(index), "queries": lines}
+    disk = sum(path.stat().st_size for path in (run.out_dir / "index").iterdir())
+    return {
+        "index": "index",
+        "kind": index.kind,
+        "params": index.params,
+        "size": len(index),
+        "queries": lines,
+        "answers": answers,
+        "build_seconds": build_seconds,
+        "memory_bytes": index.memory_bytes(),
+        "disk_bytes": disk,
+    }
 
 
 def stage_export(run: DemoRun) -> dict:
@@ -183,8 +204,10 @@ def stage_report(run: DemoRun) -> dict:
         plot_recall_curves,
         write_report,
     )
+    from structvpr.report.demo_tables import examples_table, index_tables, plot_partition_groups, timings_table
     from structvpr.train.datamodule import open_source
 
+    report_start = time.perf_counter()
     stages = run.state["stages"]
     train = stages["train"]["result"]
     rows = [
@@ -200,7 +223,7 @@ def stage_report(run: DemoRun) -> dict:
         for row in train["rows"]
     ]
     plot_recall_curves(rows, run.out_dir / "recall_curves.png")
-    shutil.copyfile(run.runs_dir / "partition" / "groups.png", run.out_dir / "partition_groups.png")
+    plot_partition_groups(run.runs_dir / "partition" / "partition.npz", run.out_dir / "partition_groups.png")
     by_name = {row.method: row for row in rows}
     student = next((r for r in rows if r.method.startswith("StructVPR++ student")), None)
     baseline = by_name.get("RGB baseline (same total epochs)")
@@ -218,16 +241,14 @@ def stage_report(run: DemoRun) -> dict:
     evaluate = stages["evaluate"]["result"]
     dataset = open_source(held_out_source(run), "evaluation")
     example_figures = [
-        ReportFigure(e["image"], f"query {e['query']}, {e['model']} top-5 (green = correct, red = wrong)")
+        ReportFigure(e["image"], f"query {e['query']}, {e['model']} top-5 (green = correct, red = wrong)", "photo")
         for e in evaluate["examples"]
     ]
     example_figures.sort(key=lambda f: f.path)
     label_figures = [
-        ReportFigure(path, "RGB | Cityscapes labels | merged structural groups")
+        ReportFigure(path, "RGB | Cityscapes labels | merged structural groups", "photo")
         for path in _label_examples(run, dataset, evaluate["queries"][:3])
     ]
-    timing_lines = [f"{record['title']}: {record['seconds']:.1f} s" for record in stages.values()]
-    timing_lines += [f"  {name}: {seconds:.1f} s" for name, seconds in train.get("timings", {}).items()]
     sections = [
         ReportSection("Recall@N", "", [ReportFigure("recall_curves.png", "Recall@N on the test split")]),
         ReportSection(
@@ -239,15 +260,17 @@ def stage_report(run: DemoRun) -> dict:
         ReportSection(
             "Example queries: RGB baseline vs StructVPR++ student",
             evaluate["dataset"] + "\nQueries where the two models disagree on the top-1 come first "
-            "(both directions), then random ones.",
+            "(both directions), then random ones. The table gives each rank's cosine score and map image.",
             example_figures,
+            [examples_table(evaluate["examples"])],
         ),
         ReportSection("Label maps", "Segmentation is used only in training.", label_figures),
         ReportSection(
             "Index and export",
-            "\n".join(stages["index"]["result"]["queries"]) + "\n" + stages["export"]["result"]["summary"],
+            stages["export"]["result"]["summary"],
+            tables=index_tables(stages["index"]["result"]),
         ),
-        ReportSection("Timings", "\n".join(timing_lines)),
+        ReportSection("Timings", tables=[timings_table(stages, train.get("timings", {}), report_start)]),
         ReportSection(
             "Rerun",
             f"from scratch: {rerun_command(run.settings)}\n"

@@ -58,15 +58,18 @@ def _write_record(fd: int, record: dict) -> None:
 
 
 @contextlib.contextmanager
-def output_lock(target: str | Path, wait_seconds: float = 0.0, announce: bool = True) -> Iterator[Path]:
+def output_lock(
+    target: str | Path, wait_seconds: float = 0.0, announce: bool = True, lock_file: str | Path | None = None
+) -> Iterator[Path]:
     """Hold the lock of `target` (a folder or file to be written) for the duration of the block.
 
     Raises OutputLockedError naming the holder if another live process holds it after waiting
     `wait_seconds`. A lock left by a killed process is taken over (with a note on stderr when
-    `announce`). Creates the parent folder of `target` if needed. Yields the lock file's path.
+    `announce`). The lock file is `lock_file` (default `lock_path_for(target)`); its folder is
+    created if needed. Yields the lock file's path.
     """
     target = Path(target)
-    lock = lock_path_for(target)
+    lock = Path(lock_file) if lock_file is not None else lock_path_for(target)
     lock.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -105,6 +108,17 @@ def output_lock(target: str | Path, wait_seconds: float = 0.0, announce: bool = 
             os.ftruncate(fd, 0)  # released cleanly: an empty lock file is not stale
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def is_distributed_worker() -> bool:
+    """Whether this process is a secondary rank that a distributed launcher (Lightning / torchrun)
+    started with the same command line: rank 0 holds the lock for all of them."""
+    return any(os.environ.get(name, "0") not in ("", "0") for name in ("LOCAL_RANK", "NODE_RANK", "RANK"))
+
+
+def run_folder_lock(target: str | Path) -> contextlib.AbstractContextManager:
+    """`output_lock(target)` for the main process; no lock in a distributed worker."""
+    return contextlib.nullcontext() if is_distributed_worker() else output_lock(target)
 
 
 def read_lock_holder(target: str | Path) -> dict:

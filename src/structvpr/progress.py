@@ -58,13 +58,18 @@ class _Ticker:
 
 
 @contextlib.contextmanager
-def status(message: str, stream: TextIO | None = None, interval: float = LOG_INTERVAL) -> Iterator[None]:
+def status(
+    message: str, stream: TextIO | None = None, interval: float = LOG_INTERVAL, enabled: bool = True
+) -> Iterator[None]:
     """Announce a step that may take a while (loading a model, exporting, rendering a preview).
 
     Terminal: `message ...` at once, and `message: done in N s` when it took over 2 s. Log file:
     nothing if the step ends within `interval` s; otherwise `message ... (still running, N s)`
-    every `interval` s and a final `done` line.
+    every `interval` s and a final `done` line. Nothing at all with enabled=False.
     """
+    if not enabled:
+        yield
+        return
     out = stream if stream is not None else sys.stderr
     terminal = is_terminal(out)
     spoke = [terminal]

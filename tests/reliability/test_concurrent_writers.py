@@ -121,3 +121,37 @@ def test_the_lock_of_a_killed_build_is_taken_over_and_its_chunks_reused(
     assert {name: (work / name).stat().st_mtime_ns for name in kept} == kept
     assert len(PlaceIndex.load(out)) == 24
     assert read_lock_holder(out) == {}  # released cleanly this time
+
+
+def test_every_writing_command_refuses_an_output_another_process_holds(
+    fixtures_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock guards run folders, segment caches, synth output, exports and evaluation results too.
+    The lock is held here on another open file description, exactly as another process would."""
+    from structvpr.cli import main
+    from structvpr.locks import output_lock, run_folder_lock
+
+    runs, town, export, results = tmp_path / "runs", tmp_path / "town", tmp_path / "m.onnx", tmp_path / "results"
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(fixtures_dir / "corridor" / "ref" / "0000000.jpg", images / "0000000.jpg")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"train:\n  output_dir: {runs}\n", encoding="utf-8")
+    cases = [
+        ("train", runs, None, ["train", "--config", str(config), "--stage", "1"]),
+        ("synth", town, None, ["synth", "--out", str(town), "--places", "1"]),
+        ("export", export, None, ["export", "--model", "m.pt", "--out", str(export)]),
+        ("evaluate", results, None, ["evaluate", str(images), "--out", str(results)]),
+        ("segment", images, images / ".structvpr-segment.lock", ["segment", str(images)]),
+    ]
+    for command, target, lock_file, arguments in cases:
+        with output_lock(target, lock_file=lock_file):
+            assert main(arguments) == 1, command
+        error = capsys.readouterr().err
+        assert f"structvpr {command}: error: {target}: another structvpr process is writing here: pid" in error
+    assert not town.exists() and not export.exists() and not results.exists()
+    # Secondary ranks of a distributed run (same command line, LOCAL_RANK >= 1) do not take the lock.
+    with output_lock(runs):
+        monkeypatch.setenv("LOCAL_RANK", "1")
+        with run_folder_lock(runs):
+            pass

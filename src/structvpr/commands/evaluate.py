@@ -135,26 +135,31 @@ def _build_model(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate every dataset; returns 0, or raises an error naming the file and problem."""
+    import contextlib
+
     from structvpr.evaluate.evaluate import evaluate_dataset
+    from structvpr.locks import output_lock
+    from structvpr.output_paths import check_output_folder
 
     if (args.save_descriptors or args.num_preds_to_save > 0) and args.out is None:
         raise ValueError("--save-descriptors and --num-preds-to-save need --out DIR")
-    if args.out is not None and args.out.exists() and not args.out.is_dir():
-        raise ValueError(f"{args.out}: --out must be a folder")
-    datasets = [dataset_from_args(path, args) for path in args.datasets]  # fail before the model loads
-    model, preprocessing = _build_model(args)
-    for dataset in datasets:
-        evaluate_dataset(
-            model,
-            dataset,
-            **preprocessing,
-            recall_values=args.recall_values,
-            batch_size=args.batch_size,
-            device=args.device,
-            num_workers=args.num_workers,
-            out_dir=args.out,
-            save_descriptors=args.save_descriptors,
-            num_preds_to_save=args.num_preds_to_save,
-            progress=not args.quiet,
-        )
+    if args.out is not None:
+        check_output_folder(args.out, "results folder")  # writable and not a file, before any work
+    with output_lock(args.out) if args.out is not None else contextlib.nullcontext():
+        datasets = [dataset_from_args(path, args) for path in args.datasets]  # fail before the model loads
+        model, preprocessing = _build_model(args)
+        for dataset in datasets:
+            evaluate_dataset(
+                model,
+                dataset,
+                **preprocessing,
+                recall_values=args.recall_values,
+                batch_size=args.batch_size,
+                device=args.device,
+                num_workers=args.num_workers,
+                out_dir=args.out,
+                save_descriptors=args.save_descriptors,
+                num_preds_to_save=args.num_preds_to_save,
+                progress=not args.quiet,
+            )
     return 0

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from structvpr.commands import add_common_arguments
 from structvpr.index.parameters import KINDS
+
+if TYPE_CHECKING:
+    from structvpr.index.build import IndexBuildResult
 
 
 def positive_int(text: str) -> int:
@@ -110,47 +114,48 @@ def _check_parameters(args: argparse.Namespace, count: int, dim: int | None) -> 
 
 def run(args: argparse.Namespace) -> int:
     """Build the index; returns 0. Everything is checked before the first image is described."""
+    from structvpr.index.build import check_index_output
     from structvpr.locks import output_lock
     from structvpr.output_paths import check_output_folder
-    from structvpr.progress import status
 
     check_output_folder(args.out, "index folder")
-    from structvpr.index.build import check_index_output
-
     check_index_output(args.out)
-    with output_lock(args.out):
-        from structvpr.data.listing import list_images
-
-        image_paths = list_images(args.folder, "map image")
-        if not image_paths:
-            raise ValueError(f"{args.folder}: no images found (jpg, png, ...)")
-        _check_parameters(args, len(image_paths), None)
-        from structvpr.api import load
-
-        with status(f"loading model {args.model}"):
-            model = load(args.model, device=args.device)
-        _check_parameters(args, len(image_paths), model.descriptor_dim)
-        print(f"{len(image_paths)} map images under {args.folder}; model {args.model} (D = {model.descriptor_dim})")
-        from structvpr.index.build import build_index
-
-        model_path = Path(args.model)
-        result = build_index(
-            args.folder,
-            image_paths,
-            model,
-            args.out,
-            index_options=_index_options(args),
-            chunk_size=args.chunk_size,
-            batch_size=args.batch_size,
-            on_bad_image=args.on_bad_image,
-            restart=args.restart,
-            keep_work=args.keep_descriptors,
-            model_name=str(model_path.resolve()) if model_path.exists() else str(args.model),
-            progress=not args.quiet,
-        )
+    with output_lock(args.out):  # taken before torch loads: a second writer is told at once
+        result = _build(args)
     if result.reused:
         print(f"reused {result.reused} descriptors of an earlier unfinished build")
     if result.skipped:
         print(f"skipped {len(result.skipped)} files: {len(result.skipped)} bad_image (first: {result.skipped[0]})")
     print(f"{result.index.summary()} -> {args.out}")
     return 0
+
+
+def _build(args: argparse.Namespace) -> IndexBuildResult:
+    from structvpr.api import load
+    from structvpr.data.listing import list_images
+    from structvpr.index.build import build_index
+    from structvpr.progress import status
+
+    image_paths = list_images(args.folder, "map image")
+    if not image_paths:
+        raise ValueError(f"{args.folder}: no images found (jpg, png, ...)")
+    _check_parameters(args, len(image_paths), None)
+    with status(f"loading model {args.model}", enabled=not args.quiet):
+        model = load(args.model, device=args.device)
+    _check_parameters(args, len(image_paths), model.descriptor_dim)
+    print(f"{len(image_paths)} map images under {args.folder}; model {args.model} (D = {model.descriptor_dim})")
+    model_path = Path(args.model)
+    return build_index(
+        args.folder,
+        image_paths,
+        model,
+        args.out,
+        index_options=_index_options(args),
+        chunk_size=args.chunk_size,
+        batch_size=args.batch_size,
+        on_bad_image=args.on_bad_image,
+        restart=args.restart,
+        keep_work=args.keep_descriptors,
+        model_name=str(model_path.resolve()) if model_path.exists() else str(args.model),
+        progress=not args.quiet,
+    )

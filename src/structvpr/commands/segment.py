@@ -102,11 +102,22 @@ def _write_previews(paths: list[Path], folder: Path, table_name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the label-map cache and print the summary; 0 on success."""
+    if args.batch_size < 1 or args.num_workers < 0 or (args.limit is not None and args.limit < 1):
+        raise ValueError("--batch-size and --limit must be >= 1 and --num-workers >= 0")
+    from structvpr.locks import output_lock
+
+    # The label maps go beside the images, inside the dataset: the lock file lives there too.
+    lock_folder = args.dataset if args.dataset.is_dir() else args.dataset.parent
+    if not lock_folder.is_dir():
+        return _segment(args)  # no dataset there: the reader names the path
+    with output_lock(args.dataset, lock_file=lock_folder / ".structvpr-segment.lock"):
+        return _segment(args)
+
+
+def _segment(args: argparse.Namespace) -> int:
     from structvpr.segment.cache import build_label_cache, default_compute_threads
     from structvpr.segment.segmenters import build_segmenter
 
-    if args.batch_size < 1 or args.num_workers < 0 or (args.limit is not None and args.limit < 1):
-        raise ValueError("--batch-size and --limit must be >= 1 and --num-workers >= 0")
     paths = dataset_image_paths(args)
     options: dict = {} if args.input_size is None else {"input_size": args.input_size}
     if args.segmenter == "espnetv2":

@@ -131,7 +131,7 @@ def _render(args: argparse.Namespace, preview: Path | None) -> None:
     if preview is not None:
         # The preview shows the town just generated (or that --places and --seed would generate):
         # the same places, conditions and image size.
-        with status(f"rendering the preview {preview}"):
+        with status(f"rendering the preview {preview}", enabled=not args.no_progress):
             render_preview(
                 preview,
                 seed=args.seed,

@@ -87,8 +87,14 @@ def command_overrides(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Load the config and run the chosen stage."""
     from structvpr.config import load_config
+    from structvpr.locks import run_folder_lock
 
     config = load_config(args.config, command_overrides(args))
+    with run_folder_lock(config.train.output_dir):  # one training at a time writes these run folders
+        return _run_stage(args, config)
+
+
+def _run_stage(args: argparse.Namespace, config) -> int:
     if args.stage == "1":
         from structvpr.train.stage1 import run_stage1
 

@@ -103,9 +103,16 @@ def evaluate_dataset(
     if (save_descriptors or num_preds_to_save > 0) and out_dir is None:
         raise ValueError("save_descriptors and num_preds_to_save need an output folder (out_dir)")
     if dataset.num_queries == 0 or dataset.num_database == 0:
+        advice = (
+            "; this is a plain folder with no ground truth: give database/ and queries/ images named "
+            "@UTM_east@UTM_north@...jpg (layout utm), query/ + ref/ + a ground-truth .npy/.npz (gt_list), "
+            "or two folders of the same frame names (sequence); see docs/datasets.md, Layouts"
+            if not dataset.is_labelled
+            else ""
+        )
         raise DatasetError(
             f"{dataset.root}: {dataset.name} {dataset.split} has {dataset.num_queries} queries "
-            f"and {dataset.num_database} database images; both must be non-empty"
+            f"and {dataset.num_database} database images; both must be non-empty{advice}"
         )
     positives_per_query = dataset.positives_per_query()  # fails early, before extraction, if unlabelled
     out_dir = Path(out_dir) if out_dir is not None else None

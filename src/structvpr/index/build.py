@@ -25,7 +25,7 @@ import numpy as np
 
 from structvpr.index.place_index import IndexFileError, PlaceIndex
 from structvpr.io_utils import atomic_write
-from structvpr.progress import progress_bar
+from structvpr.progress import progress_bar, status
 
 BAD_IMAGE_POLICIES = ("error", "skip")
 _CHUNK_NAME = re.compile(r"^chunk_(\d{6,})\.npz$")
@@ -250,7 +250,9 @@ def build_index(
     poses = [utm_from_name(path) for path in kept_paths]
     if all(pose is not None for pose in poses):
         metadata["poses"] = np.asarray(poses, dtype=np.float64)  # UTM east, north in metres
-    index = PlaceIndex.build(described.descriptors, metadata=metadata, **(index_options or {}))
+    options = dict(index_options or {})
+    with status(f"building the {options.get('kind', 'flat')} index of {len(kept_paths)} descriptors", enabled=progress):
+        index = PlaceIndex.build(described.descriptors, metadata=metadata, **options)
     index.info = {
         "model": model_name,
         "model_sha256": model.sha256,
@@ -258,7 +260,8 @@ def build_index(
         "descriptor_dim": int(model.descriptor_dim),
         "skipped_images": len(described.skipped),
     }
-    index.save(out)
+    with status(f"saving the index to {out}", enabled=progress):
+        index.save(out)
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
     return IndexBuildResult(index, described.skipped, described.reused, described.computed)

@@ -73,6 +73,21 @@ def save_model_file(model: VPRNet, path: str | Path, metadata: dict[str, Any] | 
     atomic_torch_save(content, path)
 
 
+def _unreadable_reason(path: Path, head: bytes, error: BaseException) -> str:
+    """Why torch could not read a file that starts like a PyTorch file, in one whole sentence."""
+    import zipfile
+
+    if head[:4] == b"PK\x03\x04" and not zipfile.is_zipfile(path):
+        size = path.stat().st_size
+        return (
+            f"truncated or damaged model file ({size} bytes, and its zip archive has no end): copy or download it again"
+        )
+    first_line = str(error).splitlines()[0] if str(error) else ""
+    if len(first_line) > 200:
+        first_line = first_line[:200].rsplit(" ", 1)[0] + " ..."
+    return f"not a structvpr model file (torch cannot read it: {type(error).__name__}: {first_line})"
+
+
 def read_model_file(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """The checked content dict of a model file (no network is built).
 
@@ -96,10 +111,7 @@ def read_model_file(path: str | Path, map_location: str | torch.device = "cpu") 
             f"only weights and plain data ({unpickling_refusal_reason(error)})"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as error:
-        raise ModelFileError(
-            f"{path}: not a structvpr model file (torch cannot read it: "
-            f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''})"
-        ) from None
+        raise ModelFileError(f"{path}: {_unreadable_reason(path, head, error)}") from None
     if not isinstance(content, dict) or content.get("format") != MODEL_FORMAT:
         found = content.get("format") if isinstance(content, dict) else type(content).__name__
         hint = (

@@ -1,5 +1,5 @@
 """Reports: results tables, Recall@N curves and example images as Markdown and HTML."""
 
-from structvpr.report.builder import ReportRow, write_report
+from structvpr.report.builder import ReportFigure, ReportRow, ReportSection, ReportTable, write_report
 
-__all__ = ["ReportRow", "write_report"]
+__all__ = ["ReportFigure", "ReportRow", "ReportSection", "ReportTable", "write_report"]

@@ -12,7 +12,7 @@ DIR/*.npy rows with synthetic revisit queries. `--dataset D --model M --cache DI
 the database and query images of a dataset (any layout structvpr reads; `--split`) with a trained
 model (anything `structvpr.load` takes) into DIR, with the dataset's own positives
 (DIR/positives_*.npy), and then runs as `--real DIR`. `--distractor-split S` adds every image of
-another split (another region of the same dataset, never a positive) to the database before tiling:
+another split's database (another region's map, never a positive) to the database before tiling:
 
     python benchmarks/bench_index.py --dataset runs/town --split test --distractor-split train \
         --model run/model.pt --cache runs/bench_index_town --size 20000 --settings ivfpq --pq-m 8 16 32
@@ -60,7 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--distractor-split",
         default=None,
-        help="--dataset: also describe every image of this split (another region) as extra database images",
+        help="--dataset: also describe the database images of this split (another region's map) as extra "
+        "database images, never positives",
     )
     parser.add_argument("--model", default=None, help="--dataset: a trained model (what structvpr.load takes)")
     parser.add_argument("--cache", type=Path, default=None, help="--dataset: descriptor folder (reused if present)")
@@ -118,8 +119,8 @@ def describe_dataset(args: argparse.Namespace) -> Path:
     """Descriptors of --dataset's database and queries by --model, with its positives, in --cache.
 
     Writes database.npy, queries.npy (float32 [n, D]), positives_indptr.npy / positives_indices.npy
-    (each query's positive database rows), with --distractor-split distractors.npy (every image of
-    that split: never a positive), and source.json; a cache made from the same model file, dataset
+    (each query's positive database rows), with --distractor-split distractors.npy (the database
+    images of that split: never positives), and source.json; a cache made from the same model file, dataset
     and splits is reused, another is refused.
     """
     import structvpr
@@ -138,7 +139,7 @@ def describe_dataset(args: argparse.Namespace) -> Path:
     distractors = None
     if args.distractor_split is not None:
         distractors = open_dataset(args.dataset, layout=args.layout, split=args.distractor_split)
-        source["distractors"] = distractors.summary()
+        source["distractors"] = f"{distractors.summary()} (database images)"
     marker = args.cache / "source.json"
     if marker.is_file():
         if json.loads(marker.read_text()) != source:
@@ -149,7 +150,7 @@ def describe_dataset(args: argparse.Namespace) -> Path:
     start = time.perf_counter()
     parts = [("database", dataset.database_paths), ("queries", dataset.query_paths)]
     if distractors is not None:
-        parts.append(("distractors", distractors.database_paths + distractors.query_paths))
+        parts.append(("distractors", distractors.database_paths))
     for name, paths in parts:
         np.save(args.cache / f"{name}.npy", model.describe(paths, batch_size=32, progress=True))
     positives = dataset.positives_per_query(args.threshold)

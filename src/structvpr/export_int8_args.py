@@ -1,10 +1,9 @@
-"""The `structvpr export --int8` options, and running the int8 export from them (no torch at import)."""
+"""The `structvpr export --int8` options and their defaults (no torch or onnx at import)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 # The int8 check's defaults (export_int8 reads them from here: no torch needed to parse)
 MIN_COSINE = 0.95
@@ -39,7 +38,8 @@ def add_int8_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _image_paths(items: list[Path]) -> list[Path]:
+def calibration_paths(items: list[Path]) -> list[Path]:
+    """Image files of --calibration-images: files as given, folders listed (sorted)."""
     from structvpr.data.listing import list_images
 
     paths: list[Path] = []
@@ -51,21 +51,3 @@ def _image_paths(items: list[Path]) -> list[Path]:
         else:
             raise FileNotFoundError(f"{item}: no such calibration image or folder")
     return paths
-
-
-def int8_export_from_args(network: Any, args: argparse.Namespace) -> None:
-    """Run `export_int8_onnx` with the parsed options (errors name the file and problem)."""
-    if args.format != "onnx":
-        raise ValueError(f"--int8 needs --format onnx, not {args.format}")
-    if not args.calibration_images:
-        raise ValueError("--int8 needs --calibration-images: map images (files or folders) to calibrate on")
-    from structvpr.export_int8 import export_int8_onnx
-
-    export_int8_onnx(
-        network,
-        args.out,
-        _image_paths(args.calibration_images),
-        min_cosine=args.int8_min_cosine,
-        min_retrieval=args.int8_min_retrieval,
-        reduce_range=args.int8_reduce_range,
-    )

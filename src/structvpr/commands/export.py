@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from structvpr.commands import add_common_arguments
-from structvpr.export_int8_args import add_int8_arguments, int8_export_from_args
+from structvpr.export_int8_args import add_int8_arguments, calibration_paths
 
 FORMATS = ("onnx", "torchscript")  # = structvpr.export.FORMATS, without importing torch to parse
 
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.model}: already an exported model; export from a structvpr model file")
         if args.int8:
             with status(f"exporting int8 ONNX to {args.out}, calibrating and checking it against fp32"):
-                int8_export_from_args(model.network, args)
+                _export_int8(model.network, args)
         else:
             with status(f"exporting to {args.out} and checking it against PyTorch"):
                 export_model(
@@ -67,3 +68,21 @@ def run(args: argparse.Namespace) -> int:
         f"{model.std}; output: descriptors float32 [B, {model.descriptor_dim}], L2-normalised"
     )
     return 0
+
+
+def _export_int8(network: Any, args: argparse.Namespace) -> None:
+    """`export --int8`: export_int8_onnx with the parsed options (errors name the file and problem)."""
+    if args.format != "onnx":
+        raise ValueError(f"--int8 needs --format onnx, not {args.format}")
+    if not args.calibration_images:
+        raise ValueError("--int8 needs --calibration-images: map images (files or folders) to calibrate on")
+    from structvpr.export_int8 import export_int8_onnx
+
+    export_int8_onnx(
+        network,
+        args.out,
+        calibration_paths(args.calibration_images),
+        min_cosine=args.int8_min_cosine,
+        min_retrieval=args.int8_min_retrieval,
+        reduce_range=args.int8_reduce_range,
+    )

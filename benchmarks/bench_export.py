@@ -1,8 +1,13 @@
-"""ONNX Runtime (CPU) vs PyTorch eager: descriptor throughput of the same exported RGB model.
+"""int8 ONNX vs fp32 ONNX vs PyTorch eager: throughput at 1 thread and Recall@1 on real data.
 
-The model is exported with `structvpr.export.export_model` (checked against PyTorch), then both
-run the same in-memory batches, interleaved batch by batch so that load from other processes
-affects them alike, with the same number of threads. Prints images/s for each and the ratio.
+For each dataset, ImageNet EfficientNet-Lite0 + GeM (no VPR training) at the dataset's size is
+exported to fp32 ONNX (`export.export_model`) and to int8 ONNX (`export_int8.export_int8_onnx`,
+calibrated on the dataset's map images, a quarter held out for its check). Database and queries
+are described by all three; R@1 is printed for each. Throughput: the same batch of 8 map images,
+the three runtimes interleaved batch by batch (so other load affects them alike), 1 thread each;
+ratios come from the same run. Corridor: query -> ref with its ground-truth list (320x240).
+Nordland: winter -> summer, the first `--nordland-frames` frames, +/- 2 frames (128x64).
+Run niced: `nice -n 10 python benchmarks/bench_export.py --corridor DIR --nordland DIR`.
 """
 
 from __future__ import annotations
@@ -10,73 +15,116 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import onnxruntime
 import torch
 
+from structvpr.data.images import image_transform, load_rgb
+from structvpr.data.layouts import open_dataset
+from structvpr.evaluate.recall import recall_from_predictions
 from structvpr.export import export_model
-from structvpr.model import AGGREGATOR_NAMES, BACKBONE_NAMES, ModelConfig, build_model
+from structvpr.export_int8 import export_int8_onnx
+from structvpr.model import ModelConfig, build_model
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--backbone", choices=BACKBONE_NAMES, default="efficientnet_lite0")
-    parser.add_argument("--aggregator", choices=AGGREGATOR_NAMES, default="gem")
-    parser.add_argument("--image-size", type=int, nargs=2, default=[240, 320], metavar=("H", "W"))
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--num-batches", type=int, default=6)
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="threads for both runtimes (1: on a shared machine, OpenMP spin-waiting "
-        "under contention slows PyTorch far more than ONNX Runtime's own pool)",
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corridor", type=Path, default=Path("tests/fixtures/corridor"))
+    parser.add_argument("--nordland", type=Path, default=None, help="nordland_64x32 root (skipped when absent)")
+    parser.add_argument("--nordland-frames", type=int, default=300)
+    parser.add_argument("--num-batches", type=int, default=8, help="timed batches of 8 images per runtime")
+    parser.add_argument("--reduce-range", action="store_true", help="7-bit int8 weights (CPUs without VNNI)")
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    import onnxruntime
+def _session(path: Path) -> onnxruntime.InferenceSession:
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    args = parse_args(argv)
-    # EfficientNet-Lite0's ImageNet weights ship with a pip package (nothing is downloaded). Randomly
-    # initialised weights would not do: its activations decay to denormal floats, which PyTorch
-    # computes ~10x slower while ONNX Runtime flushes them to zero, a meaningless comparison.
-    config = ModelConfig(
-        backbone=args.backbone,
-        aggregator=args.aggregator,
-        pretrained=args.backbone == "efficientnet_lite0",
-        image_size=tuple(args.image_size),
-    )
-    model = build_model(config).eval()
-    torch.set_num_threads(args.threads)
-    threads = args.threads
+
+def _runner(model: torch.nn.Module | onnxruntime.InferenceSession) -> Callable[[torch.Tensor], np.ndarray]:
+    if isinstance(model, torch.nn.Module):
+
+        def run_eager(batch: torch.Tensor) -> np.ndarray:
+            with torch.inference_mode():
+                return model(batch).numpy()
+
+        return run_eager
+    return lambda batch: model.run(None, {"images": batch.numpy()})[0]
+
+
+def _describe(run: Callable[[torch.Tensor], np.ndarray], images: torch.Tensor) -> np.ndarray:
+    return np.concatenate([run(images[i : i + 32]) for i in range(0, len(images), 32)])
+
+
+def bench_dataset(
+    name: str,
+    database_paths: list[Path],
+    query_paths: list[Path],
+    positives: list[np.ndarray],
+    image_size: tuple[int, int],
+    args: argparse.Namespace,
+) -> None:
+    """Export, describe, time and print one dataset's rows (positives: map indices per query)."""
+    model = build_model(
+        ModelConfig(backbone="efficientnet_lite0", aggregator="gem", pretrained=True, image_size=image_size)
+    ).eval()
+    transform = image_transform(image_size, model.config.mean, model.config.std)
+    database = torch.stack([transform(load_rgb(p)) for p in database_paths])
+    queries = torch.stack([transform(load_rgb(p)) for p in query_paths])
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model.onnx"
-        export_model(model, path, "onnx", batch_sizes=(1, args.batch_size))
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        batch = torch.randn(args.batch_size, 3, *config.image_size, generator=torch.Generator().manual_seed(0))
-        runners = {"pytorch": lambda: model(batch), "onnxruntime": lambda: session.run(None, {"images": batch.numpy()})}
+        fp32_path, int8_path = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
+        export_model(model, fp32_path, "onnx", check_images=database[:7])
+        export_int8_onnx(model, int8_path, database, reduce_range=args.reduce_range)
+        runners = {
+            "PyTorch eager": _runner(model),
+            "fp32 ONNX": _runner(_session(fp32_path)),
+            "int8 ONNX": _runner(_session(int8_path)),
+        }
+        recall = {}
+        for label, run in runners.items():
+            predictions = np.argsort(-(_describe(run, queries) @ _describe(run, database).T), axis=1)[:, :1]
+            recall[label] = recall_from_predictions(predictions, positives, (1,)).recalls[1]
+        batch = database[:8].contiguous()
         seconds = dict.fromkeys(runners, 0.0)
-        with torch.inference_mode():
-            for run in runners.values():
-                run()  # warm-up
-            for _ in range(args.num_batches):
-                for name, run in runners.items():
-                    start = time.perf_counter()
-                    run()
-                    seconds[name] += time.perf_counter() - start
-    images = args.batch_size * args.num_batches
-    rates = {name: images / value for name, value in seconds.items()}
+        for run in runners.values():
+            run(batch)  # warm-up
+        for _ in range(args.num_batches):
+            for label, run in runners.items():
+                start = time.perf_counter()
+                run(batch)
+                seconds[label] += time.perf_counter() - start
+    rates = {label: 8 * args.num_batches / value for label, value in seconds.items()}
     print(
-        f"bench_export: {args.backbone} + {args.aggregator}, {args.image_size[0]}x{args.image_size[1]} (HxW), "
-        f"batch {args.batch_size}, {images} images, CPU, {threads} threads"
+        f"{name}: {len(queries)} queries, {len(database)} map images, "
+        f"{image_size[1]}x{image_size[0]}, 1 thread, batch 8 x {args.num_batches}"
     )
-    print(f"  PyTorch eager:    {rates['pytorch']:8.1f} images/s")
-    print(f"  ONNX Runtime CPU: {rates['onnxruntime']:8.1f} images/s")
-    print(f"  ratio ONNX Runtime / PyTorch eager throughput: {rates['onnxruntime'] / rates['pytorch']:.2f}")
+    for label in runners:
+        print(
+            f"  {label:14s} {rates[label]:7.1f} images/s  x{rates[label] / rates['fp32 ONNX']:.2f} of fp32 ONNX  "
+            f"R@1 {100 * recall[label]:.1f}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    corridor = open_dataset(args.corridor, allow_pickle=True)  # the VPR-Bench .npy is trusted
+    positives = corridor.positives_per_query()
+    bench_dataset("Corridor", corridor.database_paths, corridor.query_paths, positives, (240, 320), args)
+    if args.nordland is not None:
+        frames = args.nordland_frames
+        nordland = open_dataset(args.nordland, layout="sequence", database_folder="summer", query_folder="winter")
+        within_two = [np.arange(max(0, i - 2), min(frames, i + 3)) for i in range(frames)]
+        name = f"Nordland winter -> summer, frames 0-{frames}"
+        database, queries = nordland.database_paths[:frames], nordland.query_paths[:frames]
+        bench_dataset(name, database, queries, within_two, (64, 128), args)
     return 0
 
 

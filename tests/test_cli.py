@@ -120,26 +120,37 @@ def test_a_long_step_in_a_log_writes_plain_lines_at_the_interval() -> None:
     assert lines[-1].startswith("describing map: 10/10 img (100 %)") and lines[-1].endswith("done")
 
 
-def test_lightning_advertisements_are_dropped() -> None:
-    """Issue 13 item 13: Lightning's litlogger tip appeared in every training run's output."""
+def test_lightning_advertisements_are_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 13 item 13: Lightning's litlogger tip appeared in every training run's output. A real
+    Trainer is built without and with the CLI's output set-up."""
     import logging
+
+    import lightning.pytorch as pl
 
     from structvpr.progress import configure_command_output
 
-    configure_command_output()
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    def trainer_messages() -> str:
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
+        return caplog.text
+
+    loggers = [
+        logging.getLogger(name)
+        for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+    ]
+    saved = [list(logger.filters) for logger in loggers]
     try:
-        logger.info(
-            "💡 Tip: For seamless cloud logging ... try installing [litlogger](https://pypi.org/project/litlogger/)"
-        )
-        logger.info("GPU available: False, used: False")
+        for logger in loggers:
+            logger.filters.clear()
+        assert "litlogger" in trainer_messages()  # the advertisement is real...
+        configure_command_output()
+        messages = trainer_messages()
+        assert "litlogger" not in messages  # ...and the CLI drops it
+        assert "GPU available: False" in messages  # while Lightning's own information stays
     finally:
-        logger.removeHandler(handler)
-    assert stream.getvalue() == "GPU available: False, used: False\n"
+        for logger, filters in zip(loggers, saved, strict=True):
+            logger.filters[:] = filters
 
 
 def test_the_names_spelled_out_for_fast_parsing_match_the_library() -> None:

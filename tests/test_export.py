@@ -93,3 +93,61 @@ def test_export_rejects_bad_format_and_failed_check(small_model, tmp_path: Path)
     with pytest.raises(ExportError, match="differ from PyTorch"):
         export_model(small_model, tmp_path / "m.ts", "torchscript", batch_sizes=(1,), tolerance=-1.0)
     assert not (tmp_path / "m.ts").exists()
+
+
+@pytest.fixture(scope="module")
+def map_images(fixtures_dir: Path) -> list[Path]:
+    """16 real Corridor map images: 12 calibrate the int8 model, 4 check it."""
+    return sorted((fixtures_dir / "corridor" / "ref").glob("*.jpg"))[::7][:16]
+
+
+@pytest.fixture(scope="module")
+def int8_export(small_model, map_images, tmp_path_factory):
+    from structvpr.export_int8 import export_int8_onnx
+
+    return export_int8_onnx(small_model, tmp_path_factory.mktemp("int8") / "model.int8.onnx", map_images)
+
+
+def test_int8_export_is_checked_and_loads_like_any_onnx_file(int8_export, small_model, map_images) -> None:
+    import onnx
+
+    import structvpr
+
+    check = int8_export.check
+    assert (check.held_out, check.calibration) == (4, 12)
+    assert check.mean_cosine >= 0.95 and check.retrieval >= 0.9
+    graph = onnx.load(str(int8_export.path)).graph
+    assert any(node.op_type == "QuantizeLinear" for node in graph.node)  # really quantised
+    loaded = structvpr.load(int8_export.path)
+    assert loaded.backend == "onnxruntime" and loaded.image_size == (64, 80)
+    descriptors = loaded.describe(map_images[:5])
+    with torch.inference_mode():
+        expected = small_model(torch.stack([loaded.preprocess(p) for p in map_images[:5]])).numpy()
+    cosine = np.sum(descriptors * expected, axis=1)
+    assert cosine.min() > 0.9
+    np.testing.assert_allclose(np.linalg.norm(descriptors, axis=1), 1.0, atol=1e-3)
+
+
+def test_int8_export_that_fails_its_check_is_refused_and_writes_nothing(small_model, map_images, tmp_path) -> None:
+    from structvpr.export_int8 import export_int8_onnx
+
+    target = tmp_path / "model.int8.onnx"
+    with pytest.raises(ExportError, match=r"int8 model refused, nothing written: descriptor cosine to fp32 mean"):
+        export_int8_onnx(small_model, target, map_images, min_cosine=1.01)
+    assert not target.exists()
+    with pytest.raises(ValueError, match="needs at least 12 map images, got 5"):
+        export_int8_onnx(small_model, target, map_images[:5])
+
+
+def test_export_command_int8_needs_onnx_and_calibration_images(small_model, tmp_path: Path, capsys) -> None:
+    from structvpr.cli import main
+    from structvpr.model.model_file import save_model_file
+
+    model_path = tmp_path / "model.pt"
+    save_model_file(small_model, model_path, {"train_dataset": "none (random weights)"})
+    out = str(tmp_path / "m.onnx")
+    assert main(["export", "--model", str(model_path), "--out", out, "--int8"]) == 1
+    assert "--int8 needs --calibration-images" in capsys.readouterr().err
+    arguments = ["export", "--model", str(model_path), "--out", out, "--int8", "--format", "torchscript"]
+    assert main([*arguments, "--calibration-images", str(tmp_path)]) == 1
+    assert "--int8 needs --format onnx" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """structvpr: StructVPR++ visual place recognition (RGB descriptors distilled from segmentation).
 
 The three-line user path: `structvpr.load(path)`, `model.describe(images)`,
-`structvpr.PlaceIndex.build(descriptors)`. Heavy modules are imported on first use.
+`structvpr.PlaceIndex.build(descriptors)`; a route of images is matched with
+`structvpr.match_sequences(route_descriptors, index, length=L)`. Heavy modules are imported on first use.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 
 from structvpr.version import __version__
 
-__all__ = ["PlaceIndex", "__version__", "load"]
+__all__ = ["PlaceIndex", "__version__", "load", "match_sequences"]
 
 
 def __getattr__(name: str) -> Any:
@@ -22,4 +23,8 @@ def __getattr__(name: str) -> Any:
         from structvpr.index.place_index import PlaceIndex
 
         return PlaceIndex
+    if name == "match_sequences":
+        from structvpr.sequence.matcher import match_sequences
+
+        return match_sequences
     raise AttributeError(f"module 'structvpr' has no attribute {name!r}")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from structvpr.commands import add_common_arguments
 from structvpr.commands.dataset_args import add_dataset_arguments, dataset_from_args
+from structvpr.sequence.commands import add_sequence_arguments, run_sequences
 
 if TYPE_CHECKING:
     from torch import nn
@@ -91,6 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write one image per query with its top-N predictions to --out",
     )
     run_group.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_sequence_arguments(parser)
     add_common_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -148,6 +150,9 @@ def run(args: argparse.Namespace) -> int:
     with output_lock(args.out) if args.out is not None else contextlib.nullcontext():
         datasets = [dataset_from_args(path, args) for path in args.datasets]  # fail before the model loads
         model, preprocessing = _build_model(args)
+        if args.sequence_length:
+            run_sequences(model, datasets, args, preprocessing)
+            return 0
         for dataset in datasets:
             evaluate_dataset(
                 model,

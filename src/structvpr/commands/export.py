@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from structvpr.commands import add_common_arguments
+from structvpr.export_int8_args import add_int8_arguments, calibration_paths
 
 FORMATS = ("onnx", "torchscript")  # = structvpr.export.FORMATS, without importing torch to parse
 
@@ -32,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="real images for the check (default: seeded random inputs)",
     )
     parser.add_argument("--tolerance", type=float, default=1e-4, help="max abs descriptor difference allowed")
+    add_int8_arguments(parser)
     add_common_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -51,11 +54,35 @@ def run(args: argparse.Namespace) -> int:
             model = load(args.model, device="cpu")
         if model.network is None:
             raise ValueError(f"{args.model}: already an exported model; export from a structvpr model file")
-        with status(f"exporting to {args.out} and checking it against PyTorch"):
-            export_model(model.network, args.out, args.format, check_images=args.check_images, tolerance=args.tolerance)
+        if args.int8:
+            with status(f"exporting int8 ONNX to {args.out}, calibrating and checking it against fp32"):
+                _export_int8(model.network, args)
+        else:
+            with status(f"exporting to {args.out} and checking it against PyTorch"):
+                export_model(
+                    model.network, args.out, args.format, check_images=args.check_images, tolerance=args.tolerance
+                )
     height, width = model.image_size
     print(
         f"input: images float32 [B, 3, {height}, {width}], normalised with mean {model.mean} and std "
         f"{model.std}; output: descriptors float32 [B, {model.descriptor_dim}], L2-normalised"
     )
     return 0
+
+
+def _export_int8(network: Any, args: argparse.Namespace) -> None:
+    """`export --int8`: export_int8_onnx with the parsed options (errors name the file and problem)."""
+    if args.format != "onnx":
+        raise ValueError(f"--int8 needs --format onnx, not {args.format}")
+    if not args.calibration_images:
+        raise ValueError("--int8 needs --calibration-images: map images (files or folders) to calibrate on")
+    from structvpr.export_int8 import export_int8_onnx
+
+    export_int8_onnx(
+        network,
+        args.out,
+        calibration_paths(args.calibration_images),
+        min_cosine=args.int8_min_cosine,
+        min_retrieval=args.int8_min_retrieval,
+        reduce_range=args.int8_reduce_range,
+    )

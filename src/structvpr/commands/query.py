@@ -11,6 +11,7 @@ from pathlib import Path
 
 from structvpr.commands import add_common_arguments
 from structvpr.commands.index import positive_int
+from structvpr.sequence.commands import add_query_sequence_arguments
 
 FORMATS = ("table", "json", "csv")
 
@@ -61,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda")
+    add_query_sequence_arguments(parser)
     add_common_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -81,8 +83,9 @@ def _query_paths(items: list[Path]) -> list[Path]:
     return paths
 
 
-def result_rows(query_paths: list[Path], index, result) -> list[dict]:
-    """One dict per (query, rank): query, rank, id, score, map_path and pose fields when present."""
+def result_rows(query_paths: list[Path], index, result, confidence=None) -> list[dict]:
+    """One dict per (query, rank): query, rank, id, score, map_path and pose fields when present,
+    and the query's sequence-match confidence when `confidence` (float [Q]) is given."""
     rows = []
     has_paths, has_poses = "paths" in index.metadata, "poses" in index.metadata
     for query_number, query_path in enumerate(query_paths):
@@ -101,6 +104,8 @@ def result_rows(query_paths: list[Path], index, result) -> list[dict]:
             if has_poses:
                 east, north = (float(v) for v in index.metadata["poses"][position][:2])
                 row["east"], row["north"] = east, north
+            if confidence is not None:
+                row["confidence"] = round(float(confidence[query_number]), 6)
             rows.append(row)
     return rows
 
@@ -152,8 +157,14 @@ def run(args: argparse.Namespace) -> int:
             f"holds D = {index.dim}: use the model the index was built with"
         )
     descriptors, query_paths = _describe_queries(model, query_paths, args.batch_size, args.on_bad_image)
-    result = index.search(descriptors, k=args.k, nprobe=args.nprobe, ef_search=args.ef_search, rerank=args.rerank)
-    text = format_rows(result_rows(query_paths, index, result), args.format)
+    confidence = None
+    if args.sequence:
+        from structvpr.sequence.commands import match_route
+
+        result, confidence = match_route(descriptors, index, args)
+    else:
+        result = index.search(descriptors, k=args.k, nprobe=args.nprobe, ef_search=args.ef_search, rerank=args.rerank)
+    text = format_rows(result_rows(query_paths, index, result, confidence), args.format)
     if args.out is not None:
         atomic_write_text(args.out, text)
         print(f"wrote {len(query_paths)} queries x top-{args.k} to {args.out}")

@@ -23,8 +23,8 @@ from structvpr.index.place_index import (
     KINDS,
     IndexFileError,
     SearchResult,
-    _check_metadata,
     check_descriptors,
+    check_metadata,
     default_nlist,
 )
 from structvpr.io_utils import atomic_write_text
@@ -129,7 +129,7 @@ class MilvusPlaceIndex:
             params.update(pq_m=pq_m, pq_nbits=pq_nbits)
         if kind == "hnsw":
             params.update(hnsw_m=hnsw_m, ef_construction=ef_construction)
-        checked = _check_metadata(metadata or {}, count)
+        checked = check_metadata(metadata or {}, count)
         fields = {key: _field_spec(key, values) for key, values in checked.items()}
 
         from pymilvus import DataType, MilvusClient
@@ -182,7 +182,7 @@ class MilvusPlaceIndex:
             new_ids = np.asarray(ids, dtype=np.int64).reshape(-1)
             if len(new_ids) != count:
                 raise ValueError(f"ids: got {len(new_ids)} ids for {count} descriptors")
-        checked = _check_metadata(metadata or {}, count)
+        checked = check_metadata(metadata or {}, count)
         if set(checked) != set(self.metadata_fields):
             raise ValueError(
                 f"metadata keys {sorted(checked)} differ from the collection's {sorted(self.metadata_fields)}"

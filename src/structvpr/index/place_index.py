@@ -41,6 +41,7 @@ __all__ = [
     "PlaceIndex",
     "SearchResult",
     "check_descriptors",
+    "check_metadata",
     "default_nlist",
     "load_npy",
     "save_npy",
@@ -258,7 +259,7 @@ class PlaceIndex:
             new_ids = np.asarray(ids, dtype=np.int64).reshape(-1)
             if len(new_ids) != count:
                 raise ValueError(f"ids: got {len(new_ids)} ids for {count} descriptors")
-        new_metadata = _check_metadata(metadata or {}, count)
+        new_metadata = check_metadata(metadata or {}, count)
         if len(self.ids) and set(new_metadata) != set(self.metadata):
             raise ValueError(f"metadata keys {sorted(new_metadata)} differ from the index's {sorted(self.metadata)}")
         self.index.add(vectors)
@@ -443,7 +444,9 @@ def _exact_rerank(queries: np.ndarray, positions: np.ndarray, vectors: np.ndarra
     return np.take_along_axis(exact, order, 1), np.take_along_axis(positions, order, 1)
 
 
-def _check_metadata(metadata: Mapping[str, Any], count: int) -> dict[str, np.ndarray]:
+def check_metadata(metadata: Mapping[str, Any], count: int) -> dict[str, np.ndarray]:
+    """Per-row metadata as arrays with `count` rows (strings for object values, never pickled);
+    ValueError naming a bad key or row count."""
     checked = {}
     for key, values in metadata.items():
         if not key.replace("_", "").isalnum():

@@ -68,6 +68,45 @@ def _write_predictions_csv(
     atomic_write_text(path, buffer.getvalue())
 
 
+def describe_dataset_images(
+    model: nn.Module,
+    dataset: PlaceDataset,
+    *,
+    image_size: Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    num_workers: int = 0,
+    on_bad_image: str = "error",
+    progress: bool = True,
+    out_dir: Path | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(database, queries) descriptors of `dataset`, each float32 [N, D] in its list's order, with
+    the preprocessing of `compute_descriptors`. With `out_dir`, each is kept as
+    `<name>_<split>_database.npy` / `<name>_<split>_queries.npy` there."""
+    described = []
+    for paths, role in ((dataset.database_paths, "database"), (dataset.query_paths, "queries")):
+        out_file = out_dir / f"{output_stem(dataset)}_{role}.npy" if out_dir is not None else None
+        described.append(
+            compute_descriptors(
+                model,
+                paths,
+                image_size=image_size,
+                mean=mean,
+                std=std,
+                batch_size=batch_size,
+                device=device,
+                num_workers=num_workers,
+                out_file=out_file,
+                on_bad_image=on_bad_image,
+                progress=progress,
+                desc=f"{dataset.name} {role}",
+            )
+        )
+    return described[0], described[1]
+
+
 def evaluate_dataset(
     model: nn.Module,
     dataset: PlaceDataset,
@@ -118,26 +157,20 @@ def evaluate_dataset(
     out_dir = Path(out_dir) if out_dir is not None else None
     stem = output_stem(dataset)
 
-    def descriptors_for(paths: list[Path], role: str) -> np.ndarray:
-        out_file = out_dir / f"{stem}_{role}.npy" if save_descriptors and out_dir is not None else None
-        return compute_descriptors(
-            model,
-            paths,
-            image_size=image_size,
-            mean=mean,
-            std=std,
-            batch_size=batch_size,
-            device=device,
-            num_workers=num_workers,
-            out_file=out_file,
-            on_bad_image=on_bad_image,
-            progress=progress,
-            desc=f"{dataset.name} {role}",
-        )
-
     start = time.perf_counter()
-    database_descriptors = descriptors_for(dataset.database_paths, "database")
-    query_descriptors = descriptors_for(dataset.query_paths, "queries")
+    database_descriptors, query_descriptors = describe_dataset_images(
+        model,
+        dataset,
+        image_size=image_size,
+        mean=mean,
+        std=std,
+        batch_size=batch_size,
+        device=device,
+        num_workers=num_workers,
+        on_bad_image=on_bad_image,
+        progress=progress,
+        out_dir=out_dir if save_descriptors else None,
+    )
     extraction_seconds = time.perf_counter() - start
     k = max(max(recall_values), num_preds_to_save)
     scores, predictions = search_top_k(query_descriptors, database_descriptors, k)

@@ -133,30 +133,25 @@ def evaluate_model_sequences(
     """Describe `dataset` with `model` ([B, 3, H, W] -> [B, D], images resized to image_size (H, W)
     and normalised with mean/std) and run `evaluate_sequences`; with out_dir, writes
     `<name>_<split>_sequences.json` there."""
-    from structvpr.evaluate.descriptors import compute_descriptors
-    from structvpr.evaluate.evaluate import output_stem
+    from structvpr.evaluate.evaluate import describe_dataset_images, output_stem
 
     dataset.positives_per_query()  # an unlabelled dataset fails here, before describing
-    described = [
-        compute_descriptors(
-            model,
-            paths,
-            image_size=image_size,
-            mean=mean,
-            std=std,
-            batch_size=batch_size,
-            device=device,
-            num_workers=num_workers,
-            progress=progress,
-            desc=f"{dataset.name} {role}",
-        )
-        for paths, role in ((dataset.database_paths, "database"), (dataset.query_paths, "queries"))
-    ]
+    database_descriptors, query_descriptors = describe_dataset_images(
+        model,
+        dataset,
+        image_size=image_size,
+        mean=mean,
+        std=std,
+        batch_size=batch_size,
+        device=device,
+        num_workers=num_workers,
+        progress=progress,
+    )
     out_file = Path(out_dir) / f"{output_stem(dataset)}_sequences.json" if out_dir is not None else None
     return evaluate_sequences(
         dataset,
-        described[1],
-        described[0],
+        query_descriptors,
+        database_descriptors,
         lengths,
         recall_values=recall_values,
         candidates=candidates,

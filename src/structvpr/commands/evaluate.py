@@ -107,7 +107,7 @@ def _as_module(loaded: StructVPRModel) -> nn.Module:
 
     class OnnxModule(nn.Module):
         def forward(self, batch: torch.Tensor) -> torch.Tensor:
-            return torch.from_numpy(loaded._run(batch))
+            return torch.from_numpy(loaded.describe_batch(batch))
 
     return OnnxModule()
 

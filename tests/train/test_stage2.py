@@ -119,9 +119,15 @@ def test_partition_cache_and_stage2_run(tiny_run) -> None:
     assert cache.units.shape[0] == 24 and cache.unit_presence.shape == cache.units.shape[:2]
     # The dynamic class (car) is excluded; ground, construction or vegetation, and sky are present.
     assert cache.unit_presence.any(axis=0).sum() >= 3
-    run_dir = run_stage2(config)
+    # The Stage II rate reaches the optimiser as given; the stored config keeps the user's train.lr.
+    stage2_config = dataclasses.replace(config, structvpr=dataclasses.replace(config.structvpr, stage2_lr=3e-4))
+    run_dir = run_stage2(stage2_config)
     network, metadata = model_file.load_model_file(run_dir / "model.pt")
     assert metadata["stage"] == 2
+    assert metadata["learning_rate"] == pytest.approx(3e-4)
+    assert metadata["config"]["train"]["lr"] == pytest.approx(config.train.lr)
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(3e-4)
     assert not any("label_head" in key for key in network.state_dict())
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from structvpr.commands import add_common_arguments
 from structvpr.commands.dataset_args import add_dataset_arguments, dataset_from_args
-from structvpr.sequence.commands import add_sequence_arguments, run_sequences
+from structvpr.commands.sequence_args import add_sequence_arguments
 
 if TYPE_CHECKING:
     from torch import nn
@@ -135,6 +135,27 @@ def _build_model(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
     return network, {"image_size": config.image_size, "mean": config.mean, "std": config.std}
 
 
+def _evaluate_sequences(model: nn.Module, datasets: list, args: argparse.Namespace, preprocessing: dict) -> None:
+    """Print sequence Recall@N lines for every dataset (and write JSON to --out)."""
+    from structvpr.sequence.evaluate import evaluate_model_sequences
+
+    for dataset in datasets:
+        evaluate_model_sequences(
+            model,
+            dataset,
+            args.sequence_length,
+            **preprocessing,
+            recall_values=args.recall_values,
+            candidates=args.sequence_candidates,
+            contrast_window=args.sequence_contrast_window,
+            batch_size=args.batch_size,
+            device=args.device,
+            num_workers=args.num_workers,
+            out_dir=args.out,
+            progress=not args.quiet,
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate every dataset; returns 0, or raises an error naming the file and problem."""
     import contextlib
@@ -151,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
         datasets = [dataset_from_args(path, args) for path in args.datasets]  # fail before the model loads
         model, preprocessing = _build_model(args)
         if args.sequence_length:
-            run_sequences(model, datasets, args, preprocessing)
+            _evaluate_sequences(model, datasets, args, preprocessing)
             return 0
         for dataset in datasets:
             evaluate_dataset(

@@ -207,11 +207,15 @@ def test_exported_student_descriptor_equals_training_global_descriptor(tiny_run,
 def test_run_all_writes_a_report_with_every_row(tiny_run, tmp_path) -> None:
     import json
 
-    from structvpr.train.pipeline import run_all
+    from structvpr.cli import main
+    from structvpr.config import dump_config
 
     _, config = tiny_run
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, output_dir=str(tmp_path / "runs")))
-    root = run_all(config, ablations=["no_weights"], device="cpu")
+    dump_config(config, tmp_path / "tiny.yaml")
+    # Through the command line: `--ablations` chooses which ablations run besides student and baseline.
+    assert main(["train", "--config", str(tmp_path / "tiny.yaml"), "--stage", "all", "--ablations", "no_weights"]) == 0
+    root = tmp_path / "runs"
     rows = json.loads((root / "report.json").read_text())["rows"]
     assert [row["run"] for row in rows] == [
         "stage1-rgb",

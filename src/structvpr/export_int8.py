@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from structvpr.dataclass_dict import to_plain_dict
 from structvpr.export import INPUT_NAME, OUTPUT_NAME, ExportError, check_images_tensor, export_model
 from structvpr.export_int8_args import MIN_COSINE as DEFAULT_MIN_COSINE
 from structvpr.export_int8_args import MIN_RETRIEVAL as DEFAULT_MIN_RETRIEVAL
@@ -198,7 +199,7 @@ def export_int8_onnx(
         fp32_metadata = {entry.key: entry.value for entry in onnx.load(str(fp32_path)).metadata_props}
     del proto.metadata_props[:]
     fp32_metadata["structvpr.quantization"] = json.dumps(
-        {"format": "int8 static QDQ", "reduce_range": reduce_range, **asdict(check)}
+        {"format": "int8 static QDQ", "reduce_range": reduce_range, **to_plain_dict(check)}
     )
     for key, value in fp32_metadata.items():
         entry = proto.metadata_props.add()

@@ -157,9 +157,24 @@ def test_the_names_spelled_out_for_fast_parsing_match_the_library() -> None:
     from structvpr import export
     from structvpr.commands import export as export_command
     from structvpr.commands import synth as synth_command
+    from structvpr.commands import train as train_command
     from structvpr.data import synth
+    from structvpr.train import pipeline
 
     assert export_command.FORMATS == export.FORMATS
     assert tuple(synth.CONDITIONS) == synth_command.CONDITIONS
     assert synth_command.DATABASE_CONDITION == synth.DATABASE_CONDITION
     assert tuple(synth.DEFAULT_QUERY_CONDITIONS) == synth_command.DEFAULT_QUERY_CONDITIONS
+    assert train_command.ABLATION_CHOICES == pipeline.DEFAULT_ABLATIONS
+
+
+def test_train_ablations_default_to_all_and_apply_to_stage_all_only(capsys: pytest.CaptureFixture) -> None:
+    """`structvpr train --stage all` trained every ablation and three more teachers, with no way to
+    ask for the student and the same-steps baseline alone (found running the Nordland protocol)."""
+    parser = build_parser()
+    assert parser.parse_args(["train", "--stage", "all"]).ablations is None  # run_all's default: all
+    assert parser.parse_args(["train", "--stage", "all", "--ablations"]).ablations == []
+    chosen = parser.parse_args(["train", "--stage", "all", "--ablations", "no_weights", "variants"])
+    assert chosen.ablations == ["no_weights", "variants"]
+    assert main(["train", "--stage", "1", "--ablations", "no_weights"]) == 1
+    assert capsys.readouterr().err == "structvpr train: error: --ablations applies to --stage all only, not --stage 1\n"

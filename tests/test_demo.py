@@ -83,3 +83,18 @@ def test_quick_demo_resumes_after_kill_and_writes_a_complete_report(tmp_path: Pa
         assert 0.0 <= row["R@1"] <= row["R@5"] <= 100.0
     assert (out_dir / "student.onnx").stat().st_size > 100_000
     assert (out_dir / "index").exists()
+
+
+def test_demo_settings_round_trip_and_an_unknown_key_names_the_file(tmp_path: Path) -> None:
+    from structvpr.dataclass_dict import ConfigError
+    from structvpr.demo import DemoSettings, load_settings
+    from structvpr.demo.settings import SETTINGS_FILE, save_settings
+
+    settings = DemoSettings(places=33, image_size=(48, 64), ablations=("no_weights", "vpr_only"), stage2_lr=5e-4)
+    save_settings(tmp_path, settings)
+    assert "image_size:\n- 48\n- 64" in (tmp_path / SETTINGS_FILE).read_text()
+    assert load_settings(tmp_path) == settings  # tuples come back as tuples, floats as floats
+
+    (tmp_path / SETTINGS_FILE).write_text("places: 10\nplaces_per_batchh: 4\n")
+    with pytest.raises(ConfigError, match=rf"{SETTINGS_FILE}: unknown config key 'places_per_batchh'"):
+        load_settings(tmp_path)

@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from structvpr.dataclass_dict import to_plain_dict
 from structvpr.export import INPUT_NAME, OUTPUT_NAME, ExportError, check_images_tensor, export_model
 from structvpr.export_int8_args import CALIBRATION_METHODS, FLOAT_FIRST_CONVOLUTIONS
 from structvpr.export_int8_args import MIN_COSINE as DEFAULT_MIN_COSINE
@@ -243,7 +244,7 @@ def export_int8_onnx(
             "reduce_range": reduce_range,
             "float_first_convolutions": float_first,
             "calibration_method": calibration_method,
-            **asdict(check),
+            **to_plain_dict(check),
         }
     )
     for key, value in fp32_metadata.items():

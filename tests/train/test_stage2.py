@@ -119,10 +119,55 @@ def test_partition_cache_and_stage2_run(tiny_run) -> None:
     assert cache.units.shape[0] == 24 and cache.unit_presence.shape == cache.units.shape[:2]
     # The dynamic class (car) is excluded; ground, construction or vegetation, and sky are present.
     assert cache.unit_presence.any(axis=0).sum() >= 3
-    run_dir = run_stage2(config)
+    # The Stage II rate reaches the optimiser as given; the stored config keeps the user's train.lr.
+    stage2_config = dataclasses.replace(config, structvpr=dataclasses.replace(config.structvpr, stage2_lr=3e-4))
+    run_dir = run_stage2(stage2_config)
     network, metadata = model_file.load_model_file(run_dir / "model.pt")
     assert metadata["stage"] == 2
+    assert metadata["learning_rate"] == pytest.approx(3e-4)
+    assert metadata["config"]["train"]["lr"] == pytest.approx(config.train.lr)
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(3e-4)
     assert not any("label_head" in key for key in network.state_dict())
+
+
+def test_a_cache_of_the_training_set_before_it_moved_names_what_differs(tiny_run, tmp_path: Path) -> None:
+    """Stage II refuses a teacher cache of other samples and says how they differ: a moved folder
+    (same count, other paths) names the first differing sample; a changed set names both counts."""
+    import shutil
+
+    from structvpr.train.datamodule import Stage2DataModule
+    from structvpr.train.partition_file import PartitionFileError
+    from structvpr.train.stage2 import run_stage2
+    from structvpr.train.teacher_cache import save_teacher_cache
+
+    root, config = tiny_run
+    datamodule = Stage2DataModule(config)
+    datamodule.setup("fit")
+    assert datamodule.train_set is not None
+    paths = [str(p) for p in datamodule.train_set.paths]
+    places = np.asarray(datamodule.train_set.places, dtype=np.int64)
+    moved = tmp_path / "moved"
+    shutil.copytree(root / "data", moved)
+    moved_config = dataclasses.replace(
+        config,
+        data=dataclasses.replace(config.data, train=dataclasses.replace(config.data.train, path=str(moved))),
+        train=dataclasses.replace(config.train, output_dir=str(tmp_path / "runs")),
+    )
+    metadata = {"target": config.structvpr.distill_target}
+    count = len(paths)
+    save_teacher_cache(tmp_path / "old", paths, np.zeros((count, 8)), places, np.ones(count), metadata)
+    with pytest.raises(PartitionFileError) as error:
+        run_stage2(moved_config, cache_dir=tmp_path / "old")
+    message = str(error.value)
+    assert f"same {count} samples, but sample 0 is {paths[0]} in the cache and {moved}/images/train/" in message
+    assert message.endswith("in this training set); run `structvpr partition` again")
+
+    save_teacher_cache(
+        tmp_path / "fewer", paths[:-1], np.zeros((count - 1, 8)), places[:-1], np.ones(count - 1), metadata
+    )
+    with pytest.raises(PartitionFileError, match=f"the cache holds {count - 1} samples, this training set {count}"):
+        run_stage2(moved_config, cache_dir=tmp_path / "fewer")
 
 
 def _module_and_batch(config, weights: list[float]):
@@ -201,11 +246,15 @@ def test_exported_student_descriptor_equals_training_global_descriptor(tiny_run,
 def test_run_all_writes_a_report_with_every_row(tiny_run, tmp_path) -> None:
     import json
 
-    from structvpr.train.pipeline import run_all
+    from structvpr.cli import main
+    from structvpr.config import dump_config
 
     _, config = tiny_run
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, output_dir=str(tmp_path / "runs")))
-    root = run_all(config, ablations=["no_weights"], device="cpu")
+    dump_config(config, tmp_path / "tiny.yaml")
+    # Through the command line: `--ablations` chooses which ablations run besides student and baseline.
+    assert main(["train", "--config", str(tmp_path / "tiny.yaml"), "--stage", "all", "--ablations", "no_weights"]) == 0
+    root = tmp_path / "runs"
     rows = json.loads((root / "report.json").read_text())["rows"]
     assert [row["run"] for row in rows] == [
         "stage1-rgb",

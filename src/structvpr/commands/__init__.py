@@ -12,3 +12,14 @@ import argparse
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments every subcommand accepts."""
     parser.add_argument("--traceback", action="store_true", help="show the full traceback on error")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value

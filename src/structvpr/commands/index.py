@@ -14,22 +14,11 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from structvpr.commands import add_common_arguments
+from structvpr.commands import add_common_arguments, positive_int
 from structvpr.index.parameters import KINDS
 
 if TYPE_CHECKING:
     from structvpr.index.build import IndexBuildResult
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

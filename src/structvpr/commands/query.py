@@ -9,9 +9,8 @@ import json
 import sys
 from pathlib import Path
 
-from structvpr.commands import add_common_arguments
-from structvpr.commands.index import positive_int
-from structvpr.sequence.commands import add_query_sequence_arguments
+from structvpr.commands import add_common_arguments, positive_int
+from structvpr.commands.sequence_args import add_query_sequence_arguments
 
 FORMATS = ("table", "json", "csv")
 
@@ -159,9 +158,7 @@ def run(args: argparse.Namespace) -> int:
     descriptors, query_paths = _describe_queries(model, query_paths, args.batch_size, args.on_bad_image)
     confidence = None
     if args.sequence:
-        from structvpr.sequence.commands import match_route
-
-        result, confidence = match_route(descriptors, index, args)
+        result, confidence = _match_route(descriptors, index, args)
     else:
         result = index.search(descriptors, k=args.k, nprobe=args.nprobe, ef_search=args.ef_search, rerank=args.rerank)
     text = format_rows(result_rows(query_paths, index, result, confidence), args.format)
@@ -176,6 +173,27 @@ def run(args: argparse.Namespace) -> int:
         with output_lock(args.save_preds):
             _save_prediction_images(query_paths, index, result, args.save_preds)
     return 0
+
+
+def _match_route(descriptors, index, args: argparse.Namespace) -> tuple:
+    """(SearchResult of the top -k places by sequence score, confidence float32 [Q]) for query
+    descriptors float32 [Q, D] in travel order (`--sequence`)."""
+    from structvpr.index.place_index import SearchResult
+    from structvpr.sequence.matcher import match_sequences
+
+    # The index's own query defaults live in params; --nprobe / --ef-search override them here.
+    index.params.update(
+        {key: value for key, value in (("nprobe", args.nprobe), ("ef_search", args.ef_search)) if value}
+    )
+    matches = match_sequences(
+        descriptors,
+        index,
+        args.sequence_length,
+        candidates=args.sequence_candidates,
+        contrast_window=args.sequence_contrast_window,
+        top_n=args.k,
+    )
+    return SearchResult(matches.scores, matches.ids, matches.positions), matches.confidence
 
 
 def _describe_queries(model, paths: list[Path], batch_size: int, on_bad_image: str) -> tuple:

@@ -6,6 +6,10 @@ import argparse
 
 from structvpr.commands import add_common_arguments
 
+# structvpr.train.pipeline.DEFAULT_ABLATIONS, spelled out so that argument parsing never imports torch
+# (a test checks that the two agree).
+ABLATION_CHOICES = ("no_weights", "no_label_features", "no_alignment", "variants")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `train` subcommand."""
@@ -31,6 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="1: Stage I of --branch; 2: Stage II distillation; all: 1 -> partition -> 2",
     )
     parser.add_argument("--branch", choices=("rgb", "seg"), default="rgb", help="Stage I branch (default rgb)")
+    parser.add_argument(
+        "--ablations",
+        nargs="*",
+        choices=ABLATION_CHOICES,
+        metavar="NAME",
+        help="--stage all: the student ablations to train besides the student and the same-steps RGB "
+        f"baseline, any of {', '.join(ABLATION_CHOICES)} (default: all of them; no names: none)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the run's checkpoints/last.ckpt")
     parser.add_argument("--output-dir", help="run folder root (train.output_dir)")
     parser.add_argument("--epochs", type=int, help="train.epochs")
@@ -89,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     from structvpr.config import load_config
     from structvpr.locks import run_folder_lock
 
+    if args.ablations is not None and args.stage != "all":
+        raise ValueError(f"--ablations applies to --stage all only, not --stage {args.stage}")
     config = load_config(args.config, command_overrides(args))
     with run_folder_lock(config.train.output_dir):  # one training at a time writes these run folders
         return _run_stage(args, config)
@@ -106,6 +120,6 @@ def _run_stage(args: argparse.Namespace, config) -> int:
     else:
         from structvpr.train.pipeline import run_all
 
-        run_dir = run_all(config)
+        run_dir = run_all(config, ablations=args.ablations)
     print(f"structvpr train: run folder {run_dir}")
     return 0

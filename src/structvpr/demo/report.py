@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -48,7 +49,11 @@ def rerun_command(settings) -> str:
     for field, flag in flags.items():
         if getattr(settings, field) != getattr(base, field):
             words.append(f"{flag} {getattr(settings, field)}")
-    others = [f for f in settings.to_dict() if f not in flags and getattr(settings, f) != getattr(base, f)]
+    others = [
+        f.name
+        for f in dataclasses.fields(settings)
+        if f.name not in flags and getattr(settings, f.name) != getattr(base, f.name)
+    ]
     if others:
         words.append(f"(and {', '.join(others)} as in demo.yaml)")
     return " ".join(words)

@@ -8,7 +8,7 @@ import yaml
 
 from structvpr.config import config_to_dict
 from structvpr.demo.report import stage_report
-from structvpr.demo.settings import SETTINGS_FILE, DemoRun, DemoSettings
+from structvpr.demo.settings import SETTINGS_FILE, DemoRun, DemoSettings, load_settings, save_settings
 from structvpr.demo.stages import (
     stage_evaluate,
     stage_export,
@@ -26,14 +26,13 @@ def run_demo(out_dir: str | Path, settings: DemoSettings) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     settings_path = out_dir / SETTINGS_FILE
     if settings_path.is_file():
-        saved = DemoSettings.from_dict(yaml.safe_load(settings_path.read_text()) or {})
-        if saved != settings:
+        if load_settings(out_dir) != settings:
             raise ValueError(
                 f"{settings_path}: this folder holds a demo with other settings; "
                 "resume it with `structvpr demo --resume DIR` or choose a new --out"
             )
     else:
-        atomic_write_text(settings_path, yaml.safe_dump(settings.to_dict(), sort_keys=False))
+        save_settings(out_dir, settings)
     run = DemoRun(out_dir, settings)
     atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(config_to_dict(run.config), sort_keys=False))
     run.stage("synth", "1/7 synthetic town", lambda: stage_synth(run))

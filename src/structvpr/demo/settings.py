@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from structvpr.config import Config, DatasetSource, config_from_dict
+from structvpr.dataclass_dict import ConfigError, from_plain_dict, to_plain_dict
 from structvpr.io_utils import atomic_write_text
 
 STATE_FILE = "demo_state.json"
@@ -51,26 +51,6 @@ class DemoSettings:
             ablations=(),
             num_examples=3,
         )
-
-    def to_dict(self) -> dict:
-        """Plain YAML-able values."""
-        values = dataclasses.asdict(self)
-        values["image_size"] = list(self.image_size)
-        values["ablations"] = list(self.ablations)
-        return values
-
-    @classmethod
-    def from_dict(cls, values: dict) -> DemoSettings:
-        """Inverse of to_dict; unknown keys are an error naming them."""
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown demo settings {sorted(unknown)}")
-        values = dict(values)
-        if "image_size" in values:
-            values["image_size"] = tuple(int(v) for v in values["image_size"])
-        if "ablations" in values:
-            values["ablations"] = tuple(values["ablations"])
-        return cls(**values)
 
 
 def experiment_config(settings: DemoSettings, town_dir: Path, runs_dir: Path) -> Config:
@@ -141,7 +121,15 @@ def load_settings(out_dir: str | Path) -> DemoSettings:
     path = Path(out_dir) / SETTINGS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not a demo folder (no {SETTINGS_FILE})")
-    return DemoSettings.from_dict(yaml.safe_load(path.read_text()) or {})
+    try:
+        return from_plain_dict(DemoSettings, yaml.safe_load(path.read_text()) or {})
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def save_settings(out_dir: str | Path, settings: DemoSettings) -> None:
+    """Write `<out_dir>/demo.yaml` (atomically): the settings `load_settings` reads back."""
+    atomic_write_text(Path(out_dir) / SETTINGS_FILE, yaml.safe_dump(to_plain_dict(settings), sort_keys=False))
 
 
 def held_out_source(run: DemoRun) -> DatasetSource:

@@ -6,13 +6,14 @@ normalise([g ; l]) by default, or the global half g), so the groups say where *t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from structvpr.config import Config
+from structvpr.dataclass_dict import to_plain_dict
 from structvpr.train.partition import (
     assign_groups,
     best_positive_ranks,
@@ -182,7 +183,7 @@ def run_partition(
             **hashes,
             "target": target,
             "merge_table": merge_table.name,
-            "label_config": None if label_config is None else _plain(asdict(label_config)),
+            "label_config": None if label_config is None else to_plain_dict(label_config),
         },
         label_descriptors=taught.label_descriptors,
         units=taught.units,
@@ -190,7 +191,3 @@ def run_partition(
     )
     print(partition.histogram_text(), flush=True)
     return PartitionOutputs(out_dir / "partition.npz", out_dir / "groups.png", out_dir / "teacher_cache", partition)
-
-
-def _plain(values: dict) -> dict:
-    return {key: list(value) if isinstance(value, tuple) else value for key, value in values.items()}

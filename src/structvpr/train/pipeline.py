@@ -148,7 +148,7 @@ def run_all(
     from structvpr.train.datamodule import open_source
     from structvpr.train.partition_run import run_partition
     from structvpr.train.stage1 import run_stage1
-    from structvpr.train.stage2 import run_stage2
+    from structvpr.train.stage2 import run_stage2, stage2_epochs
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     root = Path(config.train.output_dir)
@@ -157,7 +157,7 @@ def run_all(
     if unknown:
         raise ValueError(f"unknown ablations {unknown} (choose from {', '.join(DEFAULT_ABLATIONS)})")
     stage1_epochs = config.train.epochs
-    stage2_epochs = config.train.epochs if config.structvpr.stage2_epochs is None else config.structvpr.stage2_epochs
+    stage2_epoch_count = stage2_epochs(config)
 
     timings: dict[str, float] = {}  # seconds per stage run in this call (reused stages are absent)
 
@@ -236,7 +236,7 @@ def run_all(
                     settings_overrides=settings,
                 )
             _barrier()
-            runs.append((label, root / run_name, "rgb", stage1_epochs + stage2_epochs, notes))
+            runs.append((label, root / run_name, "rgb", stage1_epochs + stage2_epoch_count, notes))
     if _rank() != 0:
         return root  # evaluation and the report: rank 0 only
     rows = []

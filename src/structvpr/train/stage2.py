@@ -65,6 +65,18 @@ SETTING_NAMES = (
 )
 
 
+def stage2_learning_rate(config: Config) -> float:
+    """The Stage II optimiser's learning rate: `structvpr.stage2_lr`, or `train.lr` when that is None."""
+    stage2_lr = config.structvpr.stage2_lr
+    return config.train.lr if stage2_lr is None else stage2_lr
+
+
+def stage2_epochs(config: Config) -> int:
+    """How many epochs Stage II trains: `structvpr.stage2_epochs`, or `train.epochs` when that is None."""
+    epochs = config.structvpr.stage2_epochs
+    return config.train.epochs if epochs is None else epochs
+
+
 def stage2_settings(config: Config) -> dict:
     """The Stage II options of the `structvpr` section, as a plain dict (ablations override entries)."""
     return {name: getattr(config.structvpr, name) for name in SETTING_NAMES}
@@ -77,16 +89,27 @@ class Stage2Module(VPRLightningModule):
     Validation, optimiser and per-batch seeding are Stage I's. `teacher_dims` = {"target_dim",
     "unit_dim", "label_dim" (None: teacher without label features)} from the teacher cache.
     `settings_overrides` replace entries of stage2_settings (ablations: lambdas, uniform_weights...).
+    `learning_rate`: the optimiser's (None = `stage2_learning_rate` of `config`).
     """
 
-    def __init__(self, config: dict, teacher_dims: dict, settings_overrides: dict | None = None) -> None:
+    def __init__(
+        self,
+        config: dict,
+        teacher_dims: dict,
+        settings_overrides: dict | None = None,
+        learning_rate: float | None = None,
+    ) -> None:
         super().__init__(config, "rgb")
+        if learning_rate is None:
+            learning_rate = stage2_learning_rate(self.experiment)
+        self.learning_rate = float(learning_rate)
         self.save_hyperparameters(
             {
                 "config": config,
                 "branch": "rgb",
                 "teacher_dims": teacher_dims,
                 "settings_overrides": dict(settings_overrides or {}),
+                "learning_rate": self.learning_rate,
             }
         )
         from structvpr.segment.classes import load_merge_table
@@ -271,12 +294,23 @@ def stage2_run_dir(config: Config, run_name: str = "stage2") -> Path:
 
 
 def _check_cache_matches(cache: TeacherCache, paths: Sequence[Path]) -> None:
-    if [str(p) for p in paths] != cache.sample_paths:
-        raise PartitionFileError(
-            f"{cache.directory}: the teacher cache was made for another training set "
-            f"({len(cache.sample_paths)} samples, this one has {len(paths)}); "
-            "run `structvpr partition` again"
+    """PartitionFileError unless the cache's rows are `paths`, in order; it says what differs: the
+    counts, or the first sample whose path differs (e.g. the training set moved to another folder)."""
+    current = [str(p) for p in paths]
+    if current == cache.sample_paths:
+        return
+    if len(current) != len(cache.sample_paths):
+        difference = f"the cache holds {len(cache.sample_paths)} samples, this training set {len(current)}"
+    else:
+        row = next(i for i, (old, new) in enumerate(zip(cache.sample_paths, current, strict=True)) if old != new)
+        difference = (
+            f"same {len(current)} samples, but sample {row} is {cache.sample_paths[row]} in the cache "
+            f"and {current[row]} in this training set"
         )
+    raise PartitionFileError(
+        f"{cache.directory}: the teacher cache was made for another training set ({difference}); "
+        "run `structvpr partition` again"
+    )
 
 
 def run_stage2(
@@ -303,9 +337,8 @@ def run_stage2(
 
     root = Path(config.train.output_dir)
     structvpr = config.structvpr
-    epochs = config.train.epochs if structvpr.stage2_epochs is None else structvpr.stage2_epochs
-    learning_rate = config.train.lr if structvpr.stage2_lr is None else structvpr.stage2_lr
-    config = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=epochs, lr=learning_rate))
+    learning_rate = stage2_learning_rate(config)
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=stage2_epochs(config)))
     run_dir = stage2_run_dir(config, run_name)
     last_checkpoint = run_dir / "checkpoints" / "last.ckpt"
     check_run_dir(config, last_checkpoint)
@@ -317,7 +350,7 @@ def run_stage2(
         )
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     teacher_dims = {"target_dim": cache.target_dim, "unit_dim": cache.unit_dim, "label_dim": cache.label_dim}
-    module = Stage2Module(config_to_dict(config), teacher_dims, settings_overrides)
+    module = Stage2Module(config_to_dict(config), teacher_dims, settings_overrides, learning_rate)
     module.attach_teacher(cache)
     init_path = Path(init_model) if init_model else root / "stage1-rgb" / "model.pt"
     if init_path.is_file() and not config.train.resume:
@@ -354,6 +387,7 @@ def run_stage2(
         "train_dataset": datamodule.train_description,
         "val_dataset": datamodule.val_dataset.summary(),
         "settings": module.settings,
+        "learning_rate": learning_rate,
         "config": config_to_dict(config),
         "recall_history": module.recall_history,
     }
@@ -363,6 +397,7 @@ def run_stage2(
         "train_dataset": datamodule.train_description,
         "val_dataset": datamodule.val_dataset.summary(),
         "epochs_run": int(trainer.current_epoch),
+        "learning_rate": learning_rate,
         "settings": module.settings,
         "recall_history": module.recall_history,
         "model_file": str(run_dir / "model.pt"),
@@ -383,6 +418,8 @@ def load_stage2_module(checkpoint: str | Path) -> Stage2Module:
     """A Stage2Module from a Lightning checkpoint (weights_only), without its teacher cache."""
     content = torch.load(checkpoint, map_location="cpu", weights_only=True)
     hyper = content["hyper_parameters"]
-    module = Stage2Module(hyper["config"], hyper["teacher_dims"], hyper.get("settings_overrides"))
+    module = Stage2Module(
+        hyper["config"], hyper["teacher_dims"], hyper.get("settings_overrides"), hyper.get("learning_rate")
+    )
     module.load_state_dict(content["state_dict"])
     return module

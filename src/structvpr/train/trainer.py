@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from structvpr.config import Config
-from structvpr.io_utils import atomic_torch_save
+from structvpr.io_utils import atomic_torch_save, unpickling_refusal_reason
 
 MONITOR = "val/R@1"
 
@@ -32,15 +32,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         try:
             return torch.load(path, map_location=map_location or "cpu", weights_only=True)
         except pickle.UnpicklingError as error:
-            # torch's first line is generic advice; the reason ("Unsupported global: os.system",
-            # "Unsupported operand ...") is further down.
-            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-            reason = next(
-                (line for line in lines if line.lower().startswith(("unsupported", "trying to load"))),
-                lines[0] if lines else type(error).__name__,
-            )
             raise ValueError(
-                f"{path}: refused to load: not a checkpoint of weights and plain data ({reason[:200]})"
+                f"{path}: refused to load: not a checkpoint of weights and plain data "
+                f"({unpickling_refusal_reason(error)})"
             ) from None
         except (RuntimeError, EOFError, OSError) as error:
             raise ValueError(

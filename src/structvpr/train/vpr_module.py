@@ -53,6 +53,7 @@ class VPRLightningModule(L.LightningModule):
         self.branch = branch
         self.network: nn.Module = build_branch_network(self.experiment, branch)
         self.vpr_loss: nn.Module = build_vpr_loss(self.experiment.train)
+        self.learning_rate: float = self.experiment.train.lr  # the optimiser's; Stage II sets its own
         self.merge_table = None
         if branch == "seg":
             from structvpr.segment.classes import load_merge_table
@@ -168,12 +169,12 @@ class VPRLightningModule(L.LightningModule):
         self.recall_history = list(checkpoint.get("recall_history", []))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        train = self.experiment.train
+        train, lr = self.experiment.train, self.learning_rate
         params = [p for p in self.parameters() if p.requires_grad]
         if train.optimizer == "adam":
-            return torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)
+            return torch.optim.Adam(params, lr=lr, weight_decay=train.weight_decay)
         if train.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
+            return torch.optim.AdamW(params, lr=lr, weight_decay=train.weight_decay)
         if train.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
+            return torch.optim.SGD(params, lr=lr, momentum=train.momentum, weight_decay=train.weight_decay)
         raise ValueError(f"unknown optimizer '{train.optimizer}' (choose from adam, adamw, sgd)")

@@ -2,7 +2,8 @@
 
 The fp32 ONNX export (checked against PyTorch by `export.export_model`) is quantised with ONNX
 Runtime's static quantisation: per-channel int8 weights, uint8 activations whose ranges come from
-running the calibration images (map images, as the deployed model will see them). Some of the map
+running the calibration images (map images, as the deployed model will see them); the first three
+convolutions, the last one and the pooling stay in float (`float_nodes`). Some of the map
 images are held out of calibration and used to check the result: the int8 descriptors' cosine to
 the fp32 ones, and a retrieval check (each held-out image searched among the calibration images
 must find, in its int8 top 5, the image the fp32 model ranks first). A model that fails is refused
@@ -66,8 +67,10 @@ def quantization_options(
     """The keyword arguments structvpr passes to onnxruntime.quantization.quantize_static for `graph`.
 
     QDQ format, per-channel int8 weights, uint8 asymmetric activations, `float_nodes` kept in float.
-    calibration: "minmax" (default; ranges merged every few batches, so memory stays bounded),
-    "entropy" or "percentile" (99.999; both keep every calibration activation in memory). On the
+    calibration: "minmax" (default; the graph reduces each activation to its min and max, so memory
+    stays small), "entropy" or "percentile" (99.999; both keep every calibration activation in
+    memory). (ONNX Runtime 1.32's CalibMaxIntermediateOutputs drops all but the last chunk of
+    batches, so it is not used.) On the
     measured data neither histogram method beat MinMax (docs/deployment.md). reduce_range keeps
     weights to 7 bits, for CPUs without VNNI: they multiply u8 x s8 with 16-bit intermediate sums
     that saturate with full-range weights (a previous measurement on such a CPU: descriptor cosine
@@ -82,7 +85,6 @@ def quantization_options(
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }
-    extra = {"CalibMaxIntermediateOutputs": 4} if calibration == "minmax" else {}
     return {
         "quant_format": QuantFormat.QDQ,
         "per_channel": True,
@@ -91,7 +93,7 @@ def quantization_options(
         "weight_type": QuantType.QInt8,
         "calibrate_method": methods[calibration],
         "nodes_to_exclude": float_nodes(graph, float_first),
-        "extra_options": extra,
+        "extra_options": {},
     }
 
 

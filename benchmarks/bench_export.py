@@ -2,17 +2,20 @@
 
 For each dataset, ImageNet EfficientNet-Lite0 + GeM (no VPR training) at the dataset's size is
 exported to fp32 ONNX (`export.export_model`) and to int8 ONNX (`export_int8.export_int8_onnx`,
-calibrated on the dataset's map images, a quarter held out for its check). Database and queries
-are described by all three; R@1 is printed for each. Throughput: the same batch of 8 map images,
-the three runtimes interleaved batch by batch (so other load affects them alike), 1 thread each;
-ratios come from the same run. Corridor: query -> ref with its ground-truth list (320x240).
+calibrated on the dataset's map images, a quarter held out for its check), once per int8 variant:
+every combination of --float-first, --calibration and --seeds (the calibration/held-out split).
+Database and queries are described by every runtime; R@1 is printed for each. Throughput: the
+same batch of 8 map images, all runtimes interleaved batch by batch (so other load affects them
+alike), 1 thread each; ratios come from the same run. Corridor: query -> ref with its ground-truth list (320x240).
 Nordland: winter -> summer, the first `--nordland-frames` frames, +/- 2 frames (128x64).
-Run niced: `nice -n 10 python benchmarks/bench_export.py --corridor DIR --nordland DIR`.
+Run at low priority: `setsid sh -c 'echo 5 > /proc/self/autogroup; exec python benchmarks/bench_export.py
+--corridor DIR --nordland DIR'` (on this machine `nice` alone does not lower a job's share).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,6 +30,7 @@ from structvpr.data.layouts import open_dataset
 from structvpr.evaluate.recall import recall_from_predictions
 from structvpr.export import export_model
 from structvpr.export_int8 import export_int8_onnx
+from structvpr.export_int8_args import CALIBRATION_METHODS, FLOAT_FIRST_CONVOLUTIONS
 from structvpr.model import ModelConfig, build_model
 
 
@@ -37,6 +41,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nordland-frames", type=int, default=300)
     parser.add_argument("--num-batches", type=int, default=8, help="timed batches of 8 images per runtime")
     parser.add_argument("--reduce-range", action="store_true", help="7-bit int8 weights (CPUs without VNNI)")
+    parser.add_argument(
+        "--float-first",
+        type=int,
+        nargs="+",
+        default=[FLOAT_FIRST_CONVOLUTIONS],
+        help="int8 variants: convolutions kept in float at the start",
+    )
+    parser.add_argument("--calibration", choices=CALIBRATION_METHODS, nargs="+", default=["minmax"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="int8 variants: calibration split seeds")
     return parser.parse_args(argv)
 
 
@@ -79,14 +92,23 @@ def bench_dataset(
     database = torch.stack([transform(load_rgb(p)) for p in database_paths])
     queries = torch.stack([transform(load_rgb(p)) for p in query_paths])
     with tempfile.TemporaryDirectory() as folder:
-        fp32_path, int8_path = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
+        fp32_path = Path(folder) / "fp32.onnx"
         export_model(model, fp32_path, "onnx", check_images=database[:7])
-        export_int8_onnx(model, int8_path, database, reduce_range=args.reduce_range)
-        runners = {
-            "PyTorch eager": _runner(model),
-            "fp32 ONNX": _runner(_session(fp32_path)),
-            "int8 ONNX": _runner(_session(int8_path)),
-        }
+        runners = {"PyTorch eager": _runner(model), "fp32 ONNX": _runner(_session(fp32_path))}
+        for float_first, method, seed in itertools.product(args.float_first, args.calibration, args.seeds):
+            label = f"int8 ONNX f{float_first} {method} s{seed}"
+            int8_path = Path(folder) / f"int8_{len(runners)}.onnx"
+            print(f"{name}, {label}:", end=" ")
+            export_int8_onnx(
+                model,
+                int8_path,
+                database,
+                reduce_range=args.reduce_range,
+                float_first=float_first,
+                calibration_method=method,
+                seed=seed,
+            )
+            runners[label] = _runner(_session(int8_path))
         recall = {}
         for label, run in runners.items():
             predictions = np.argsort(-(_describe(run, queries) @ _describe(run, database).T), axis=1)[:, :1]
@@ -107,7 +129,7 @@ def bench_dataset(
     )
     for label in runners:
         print(
-            f"  {label:14s} {rates[label]:7.1f} images/s  x{rates[label] / rates['fp32 ONNX']:.2f} of fp32 ONNX  "
+            f"  {label:30s} {rates[label]:7.1f} images/s  x{rates[label] / rates['fp32 ONNX']:.2f} of fp32 ONNX  "
             f"R@1 {100 * recall[label]:.1f}"
         )
 

@@ -72,6 +72,7 @@ def test_describe_accepts_paths_pil_arrays_and_tensors(model_file, corridor_path
     batch = torch.stack([model.preprocess(p) for p in paths])
     with torch.inference_mode():
         np.testing.assert_allclose(from_paths, network(batch).numpy(), atol=1e-6)
+    np.testing.assert_allclose(model.describe_batch(batch), from_paths, atol=1e-6)  # the public batch entry
     assert load(path.parent).descriptor_dim == 32  # a run folder with model.pt works too
 
 

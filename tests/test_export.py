@@ -108,7 +108,16 @@ def int8_export(small_model, map_images, tmp_path_factory):
     return export_int8_onnx(small_model, tmp_path_factory.mktemp("int8") / "model.int8.onnx", map_images)
 
 
+def _convolutions_in_float(graph) -> list[bool]:
+    """Per Conv node of an int8 QDQ graph, in order: True when its weight is a float initializer
+    (left in float), False when it comes from a DequantizeLinear (quantised)."""
+    dequantized = {output for node in graph.node if node.op_type == "DequantizeLinear" for output in node.output}
+    return [node.input[1] not in dequantized for node in graph.node if node.op_type == "Conv"]
+
+
 def test_int8_export_is_checked_and_loads_like_any_onnx_file(int8_export, small_model, map_images) -> None:
+    import json
+
     import onnx
 
     import structvpr
@@ -116,8 +125,14 @@ def test_int8_export_is_checked_and_loads_like_any_onnx_file(int8_export, small_
     check = int8_export.check
     assert (check.held_out, check.calibration) == (4, 12)
     assert check.mean_cosine >= 0.95 and check.retrieval >= 0.9
-    graph = onnx.load(str(int8_export.path)).graph
+    proto = onnx.load(str(int8_export.path))
+    graph = proto.graph
     assert any(node.op_type == "QuantizeLinear" for node in graph.node)  # really quantised
+    # Default: the first 3 convolutions and the last one stay in float, the 16 between are int8.
+    in_float = _convolutions_in_float(graph)
+    assert in_float[:3] == [True] * 3 and in_float[-1] and not any(in_float[3:-1]) and len(in_float) == 20
+    settings = json.loads({entry.key: entry.value for entry in proto.metadata_props}["structvpr.quantization"])
+    assert (settings["float_first_convolutions"], settings["calibration_method"]) == (3, "minmax")
     loaded = structvpr.load(int8_export.path)
     assert loaded.backend == "onnxruntime" and loaded.image_size == (64, 80)
     descriptors = loaded.describe(map_images[:5])
@@ -137,6 +152,31 @@ def test_int8_export_that_fails_its_check_is_refused_and_writes_nothing(small_mo
     assert not target.exists()
     with pytest.raises(ValueError, match="needs at least 12 map images, got 5"):
         export_int8_onnx(small_model, target, map_images[:5])
+
+
+def test_int8_export_options_reach_the_graph(small_model, map_images, exports, tmp_path) -> None:
+    """float_first=0 quantises the stem too; percentile calibration (one image per batch) runs."""
+    import onnx
+
+    from structvpr.export_int8 import export_int8_onnx, float_nodes
+
+    report = export_int8_onnx(
+        small_model, tmp_path / "m.onnx", map_images, float_first=0, calibration_method="percentile"
+    )
+    assert report.check.mean_cosine >= 0.95
+    graph = onnx.load(str(report.path)).graph
+    in_float = _convolutions_in_float(graph)
+    assert not any(in_float[:-1]) and in_float[-1]
+    with pytest.raises(ValueError, match="unknown int8 calibration method 'kl'"):
+        export_int8_onnx(small_model, tmp_path / "n.onnx", map_images, calibration_method="kl")
+    assert not (tmp_path / "n.onnx").exists()
+    # float_nodes of the fp32 export: the first N convolutions, then the last one and everything after it.
+    fp32 = onnx.load(str(exports["onnx"].path)).graph
+    names = [node.name for node in fp32.node]
+    convolutions = [node.name for node in fp32.node if node.op_type == "Conv"]
+    after_last = names[names.index(convolutions[-1]) :]
+    assert len(after_last) > 1 and float_nodes(fp32, 2) == convolutions[:2] + after_last
+    assert float_nodes(fp32, 0) == after_last
 
 
 def test_export_command_int8_needs_onnx_and_calibration_images(small_model, tmp_path: Path, capsys) -> None:

@@ -104,8 +104,9 @@ class StructVPRModel:
             "uint8 numpy arrays or tensors"
         )
 
-    def _run(self, batch: torch.Tensor) -> np.ndarray:
-        """float32 [B, 3, H, W] preprocessed batch -> float32 [B, D] descriptors, on either backend."""
+    def describe_batch(self, batch: torch.Tensor) -> np.ndarray:
+        """Descriptors float32 [B, D] of a batch already preprocessed (float32 [B, 3, H, W], as
+        `preprocess` gives, stacked), on either backend: for callers with their own image loading."""
         if self.network is not None:
             with torch.inference_mode():
                 return self.network(batch.to(self.device)).float().cpu().numpy()
@@ -130,7 +131,7 @@ class StructVPRModel:
             torch.stack([self.preprocess(item) for item in items[start : start + batch_size]])
             for start in range(0, len(items), batch_size)
         )
-        return describe_batches(self._run, batches, len(items), progress=progress, desc="describe")
+        return describe_batches(self.describe_batch, batches, len(items), progress=progress, desc="describe")
 
     __call__ = describe
 

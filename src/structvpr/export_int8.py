@@ -2,7 +2,8 @@
 
 The fp32 ONNX export (checked against PyTorch by `export.export_model`) is quantised with ONNX
 Runtime's static quantisation: per-channel int8 weights, uint8 activations whose ranges come from
-running the calibration images (map images, as the deployed model will see them). Some of the map
+running the calibration images (map images, as the deployed model will see them); the first three
+convolutions, the last one and the pooling stay in float (`float_nodes`). Some of the map
 images are held out of calibration and used to check the result: the int8 descriptors' cosine to
 the fp32 ones, and a retrieval check (each held-out image searched among the calibration images
 must find, in its int8 top 5, the image the fp32 model ranks first). A model that fails is refused
@@ -14,14 +15,16 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from structvpr.dataclass_dict import to_plain_dict
 from structvpr.export import INPUT_NAME, OUTPUT_NAME, ExportError, check_images_tensor, export_model
+from structvpr.export_int8_args import CALIBRATION_METHODS, FLOAT_FIRST_CONVOLUTIONS
 from structvpr.export_int8_args import MIN_COSINE as DEFAULT_MIN_COSINE
 from structvpr.export_int8_args import MIN_RETRIEVAL as DEFAULT_MIN_RETRIEVAL
 from structvpr.io_utils import atomic_write_bytes
@@ -32,35 +35,65 @@ MIN_MAP_IMAGES = 12
 CALIBRATION_BATCH = 8
 
 
-def float_nodes(graph: Any) -> list[str]:
-    """Names of the nodes left in float: the first and last convolution (the stem sees raw pixels,
-    the last one feeds the pooling) and everything after the last convolution (pooling and L2 norm)."""
+def float_nodes(graph: Any, first_convolutions: int = FLOAT_FIRST_CONVOLUTIONS) -> list[str]:
+    """Names of the nodes left in float: the first `first_convolutions` convolutions (the stem sees
+    raw pixels; with EfficientNet-Lite0 keeping the first depthwise and projection convolutions in
+    float too is what brings int8 Corridor R@1 back to fp32's, docs/deployment.md), the last
+    convolution (it feeds the pooling) and everything after it (pooling and L2 norm)."""
     nodes = list(graph.node)
     convolutions = [number for number, node in enumerate(nodes) if node.op_type == "Conv"]
     if not convolutions:
         return []
-    return [nodes[convolutions[0]].name] + [node.name for node in nodes[convolutions[-1] :]]
+    first = [nodes[number].name for number in convolutions[:first_convolutions]]
+    return list(dict.fromkeys(first + [node.name for node in nodes[convolutions[-1] :]]))
 
 
-def quantization_options(graph: Any, reduce_range: bool = False) -> dict[str, Any]:
+def check_int8_settings(float_first: int, calibration: str) -> None:
+    """Raise ValueError naming the problem when float_first < 0 or calibration is unknown."""
+    if calibration not in CALIBRATION_METHODS:
+        raise ValueError(
+            f"unknown int8 calibration method {calibration!r}; choose one of {', '.join(CALIBRATION_METHODS)}"
+        )
+    if float_first < 0:
+        raise ValueError(f"float_first must be >= 0, got {float_first}")
+
+
+def quantization_options(
+    graph: Any,
+    reduce_range: bool = False,
+    float_first: int = FLOAT_FIRST_CONVOLUTIONS,
+    calibration: str = "minmax",
+) -> dict[str, Any]:
     """The keyword arguments structvpr passes to onnxruntime.quantization.quantize_static for `graph`.
 
-    QDQ format, per-channel int8 weights, uint8 activations, MinMax calibration, `float_nodes` kept
-    in float. reduce_range keeps weights to 7 bits, for CPUs without VNNI: they multiply u8 x s8
-    with 16-bit intermediate sums that saturate with full-range weights (a previous measurement on
-    such a CPU: descriptor cosine to fp32 0.91 with full-range weights, 0.99 with 7 bits). On a CPU
-    with VNNI 7-bit weights only lose precision (Nordland, EfficientNet-Lite0: cosine 0.87 vs 0.96).
+    QDQ format, per-channel int8 weights, uint8 asymmetric activations, `float_nodes` kept in float.
+    calibration: "minmax" (default; the graph reduces each activation to its min and max, so memory
+    stays small), "entropy" or "percentile" (99.999; both keep every calibration activation in
+    memory). (ONNX Runtime 1.32's CalibMaxIntermediateOutputs drops all but the last chunk of
+    batches, so it is not used.) On the
+    measured data neither histogram method beat MinMax (docs/deployment.md). reduce_range keeps
+    weights to 7 bits, for CPUs without VNNI: they multiply u8 x s8 with 16-bit intermediate sums
+    that saturate with full-range weights (a previous measurement on such a CPU: descriptor cosine
+    to fp32 0.91 with full-range weights, 0.99 with 7 bits). On a CPU with VNNI 7-bit weights only
+    lose precision (Nordland, EfficientNet-Lite0: cosine 0.87 vs 0.96).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
+    check_int8_settings(float_first, calibration)
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
     return {
         "quant_format": QuantFormat.QDQ,
         "per_channel": True,
         "reduce_range": reduce_range,
         "activation_type": QuantType.QUInt8,
         "weight_type": QuantType.QInt8,
-        "calibrate_method": CalibrationMethod.MinMax,
-        "nodes_to_exclude": float_nodes(graph),
+        "calibrate_method": methods[calibration],
+        "nodes_to_exclude": float_nodes(graph, float_first),
+        "extra_options": {},
     }
 
 
@@ -97,11 +130,14 @@ class Int8Report:
 
 
 class _CalibrationBatches:
-    """onnxruntime CalibrationDataReader over preprocessed images float32 [N, 3, H, W]."""
+    """onnxruntime CalibrationDataReader over preprocessed images float32 [N, 3, H, W].
 
-    def __init__(self, images: torch.Tensor) -> None:
+    batch_size 1 for the histogram methods: they stack every batch's activations, so all batches
+    must have the same size."""
+
+    def __init__(self, images: torch.Tensor, batch_size: int = CALIBRATION_BATCH) -> None:
         self._batches = iter(
-            [{INPUT_NAME: images[i : i + CALIBRATION_BATCH].numpy()} for i in range(0, len(images), CALIBRATION_BATCH)]
+            [{INPUT_NAME: images[i : i + batch_size].numpy()} for i in range(0, len(images), batch_size)]
         )
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -153,6 +189,8 @@ def export_int8_onnx(
     min_cosine: float = DEFAULT_MIN_COSINE,
     min_retrieval: float = DEFAULT_MIN_RETRIEVAL,
     reduce_range: bool = False,
+    float_first: int = FLOAT_FIRST_CONVOLUTIONS,
+    calibration_method: str = "minmax",
     seed: int = 0,
 ) -> Int8Report:
     """Export `model` to an int8 ONNX file at `path`, calibrated on `map_images` and checked.
@@ -160,9 +198,10 @@ def export_int8_onnx(
     map_images: image files (or a preprocessed tensor [N, 3, H, W]) of the map the model will
     serve, at least MIN_MAP_IMAGES; `held_out_fraction` of them check the result and the rest
     calibrate. Raises ExportError, writing nothing, when the held-out mean cosine to fp32 is below
-    `min_cosine` or the retrieval check below `min_retrieval`. reduce_range: 7-bit weights, for
-    deployment on CPUs without VNNI (see `quantization_options`). The preprocessing metadata of the
-    fp32 export is kept, so `structvpr.load(path)` describes images like the fp32 model.
+    `min_cosine` or the retrieval check below `min_retrieval`. reduce_range (7-bit weights, for
+    deployment on CPUs without VNNI), float_first (convolutions kept in float at the start) and
+    calibration_method ("minmax", "entropy", "percentile"): see `quantization_options`. The
+    preprocessing metadata of the fp32 export is kept, so `structvpr.load(path)` describes images like the fp32 model.
     """
     try:
         import onnx
@@ -171,6 +210,7 @@ def export_int8_onnx(
     except ImportError as error:
         raise RuntimeError("int8 export needs onnx and onnxruntime: pip install 'structvpr[export]'") from error
     path = Path(path)
+    check_int8_settings(float_first, calibration_method)
     model = model.cpu().eval()
     images = check_images_tensor(model, map_images)
     if len(images) < MIN_MAP_IMAGES:
@@ -185,20 +225,29 @@ def export_int8_onnx(
         # Symbolic shape inference fails on the L2 norm's Expand with this exporter; ONNX's own
         # shape inference is enough for quantisation.
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        options = quantization_options(onnx.load(str(prepared)).graph, reduce_range)
-        quantize_static(str(prepared), str(int8_path), _CalibrationBatches(images[calibration]), **options)
+        options = quantization_options(onnx.load(str(prepared)).graph, reduce_range, float_first, calibration_method)
+        batches = _CalibrationBatches(images[calibration], CALIBRATION_BATCH if calibration_method == "minmax" else 1)
+        quantize_static(str(prepared), str(int8_path), batches, **options)
         check = compare_int8(_session(fp32_path), _session(int8_path), images[calibration], images[held_out])
         print(check.summary())
         if check.mean_cosine < min_cosine or check.retrieval < min_retrieval:
             raise ExportError(
                 f"{path}: int8 model refused, nothing written: {check.summary()}; needs mean cosine >= "
-                f"{min_cosine} and retrieval >= {min_retrieval} (use the fp32 export, or calibrate on more map images)"
+                f"{min_cosine} and retrieval >= {min_retrieval} (keep more early convolutions in float with "
+                f"--int8-float-first / float_first above {float_first}, calibrate on more map images, or use the "
+                "fp32 export)"
             )
         proto = onnx.load(str(int8_path))
         fp32_metadata = {entry.key: entry.value for entry in onnx.load(str(fp32_path)).metadata_props}
     del proto.metadata_props[:]
     fp32_metadata["structvpr.quantization"] = json.dumps(
-        {"format": "int8 static QDQ", "reduce_range": reduce_range, **asdict(check)}
+        {
+            "format": "int8 static QDQ",
+            "reduce_range": reduce_range,
+            "float_first_convolutions": float_first,
+            "calibration_method": calibration_method,
+            **to_plain_dict(check),
+        }
     )
     for key, value in fp32_metadata.items():
         entry = proto.metadata_props.add()

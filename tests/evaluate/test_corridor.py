@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from structvpr.data.layouts import open_dataset
+from structvpr.evaluate.descriptors import DescribeOptions
 from structvpr.evaluate.evaluate import evaluate_dataset
 from structvpr.model import ModelConfig, build_model
 
@@ -32,11 +33,10 @@ def corridor_run(fixtures_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     result = evaluate_dataset(
         model,
         dataset,
+        DescribeOptions(batch_size=16, progress=False),
         recall_values=(1, 5, 10, 20),
-        batch_size=16,
         out_dir=out_dir,
         save_descriptors=True,
-        progress=False,
     )
     return result, out_dir, root
 

@@ -10,11 +10,15 @@ import torch
 from PIL import Image
 
 from structvpr.data.images import BadImageError, image_transform, load_rgb
-from structvpr.evaluate.descriptors import compute_descriptors, describe_batches
+from structvpr.evaluate.descriptors import DescribeOptions, compute_descriptors, describe_batches
 from structvpr.model import ModelConfig, build_model
 
 SIZE = (32, 32)
 MEAN = STD = (0.5, 0.5, 0.5)
+
+
+def _options(**changes: object) -> DescribeOptions:
+    return DescribeOptions(**{"image_size": SIZE, "mean": MEAN, "std": STD, "progress": False, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +40,9 @@ def _write_images(folder: Path, count: int) -> list[Path]:
 
 def test_rows_follow_paths_and_match_the_model(tmp_path: Path, tiny_model: torch.nn.Module) -> None:
     paths = _write_images(tmp_path / "images", 7)
-    in_memory = compute_descriptors(
-        tiny_model, paths, image_size=SIZE, mean=MEAN, std=STD, batch_size=3, progress=False
-    )
+    in_memory = compute_descriptors(tiny_model, paths, _options(batch_size=3))
     out_file = tmp_path / "out" / "descriptors.npy"
-    on_disk = compute_descriptors(
-        tiny_model, paths, image_size=SIZE, mean=MEAN, std=STD, batch_size=4, out_file=out_file, progress=False
-    )
+    on_disk = compute_descriptors(tiny_model, paths, _options(batch_size=4), out_file=out_file)
     assert isinstance(in_memory, np.memmap) and isinstance(on_disk, np.memmap)
     assert on_disk.shape == (7, 16) and on_disk.dtype == np.float32
     assert np.allclose(np.load(out_file), in_memory, atol=1e-5)
@@ -62,17 +62,15 @@ def test_bad_image_error_names_the_file_and_zeros_policy_blanks_its_row(
     broken.write_bytes(b"\xff\xd8 not really a jpeg")
     paths.insert(1, broken)
     with pytest.raises(BadImageError, match=r"broken\.jpg: cannot decode image"):
-        compute_descriptors(tiny_model, paths, image_size=SIZE, mean=MEAN, std=STD, progress=False)
+        compute_descriptors(tiny_model, paths, _options())
     with pytest.warns(UserWarning, match="1 undecodable images"):
-        descriptors = compute_descriptors(
-            tiny_model, paths, image_size=SIZE, mean=MEAN, std=STD, on_bad_image="zeros", progress=False
-        )
+        descriptors = compute_descriptors(tiny_model, paths, _options(on_bad_image="zeros"))
     assert np.all(descriptors[1] == 0) and np.all(np.abs(descriptors[[0, 2, 3]]).sum(axis=1) > 0)
 
 
 def test_empty_path_list_is_an_error(tiny_model: torch.nn.Module) -> None:
     with pytest.raises(ValueError, match="no image paths"):
-        compute_descriptors(tiny_model, [], image_size=SIZE, mean=MEAN, std=STD)
+        compute_descriptors(tiny_model, [], _options())
 
 
 def test_describe_batches_takes_modules_and_plain_callables(tiny_model: torch.nn.Module) -> None:
@@ -93,3 +91,20 @@ def test_describe_batches_takes_modules_and_plain_callables(tiny_model: torch.nn
         describe_batches(tiny_model, [images], 6)
     with pytest.raises(ValueError, match="more than the 4 rows"):
         describe_batches(tiny_model, [images], 4)
+
+
+def test_describe_options_take_the_models_preprocessing_and_refuse_bad_values(tiny_model: torch.nn.Module) -> None:
+    filled = DescribeOptions(batch_size=2).for_model(tiny_model)
+    assert (filled.image_size, filled.mean, filled.std) == (
+        tiny_model.config.image_size,
+        tiny_model.config.mean,
+        tiny_model.config.std,
+    )
+    assert filled.batch_size == 2
+    assert DescribeOptions(image_size=[16, 24]).for_model(tiny_model).image_size == (16, 24)  # given wins
+    with pytest.raises(ValueError, match="image_size, mean, std not given and the model has no config"):
+        DescribeOptions().for_model(torch.nn.Flatten())
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        DescribeOptions(batch_size=0)
+    with pytest.raises(ValueError, match="on_bad_image must be one of"):
+        DescribeOptions(on_bad_image="skip")

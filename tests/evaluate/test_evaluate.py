@@ -14,6 +14,7 @@ from PIL import Image
 
 from structvpr.cli import main
 from structvpr.data.place_dataset import DatasetError, PlaceDataset
+from structvpr.evaluate.descriptors import DescribeOptions
 from structvpr.evaluate.evaluate import evaluate_dataset
 from structvpr.model import ModelConfig, build_model
 
@@ -66,12 +67,11 @@ def test_evaluate_prints_one_line_and_writes_every_file(
     result = evaluate_dataset(
         tiny_model,
         tiny_dataset,
+        DescribeOptions(batch_size=4, progress=False),
         recall_values=(1, 2),
-        batch_size=4,
         out_dir=out_dir,
         save_descriptors=True,
         num_preds_to_save=3,
-        progress=False,
     )
     line = capsys.readouterr().out.strip()
     assert line == (
@@ -120,12 +120,12 @@ def test_unlabelled_or_empty_datasets_fail_before_extraction(
         query_paths=tiny_dataset.query_paths,
     )
     with pytest.raises(DatasetError, match="no coordinates or ground truth"):
-        evaluate_dataset(tiny_model, unlabelled, progress=False)
+        evaluate_dataset(tiny_model, unlabelled, DescribeOptions(progress=False))
     empty = PlaceDataset(
         name="tiny", split="test", root=tiny_dataset.root, database_paths=tiny_dataset.database_paths, query_paths=[]
     )
     with pytest.raises(DatasetError, match="0 queries"):
-        evaluate_dataset(tiny_model, empty, progress=False)
+        evaluate_dataset(tiny_model, empty, DescribeOptions(progress=False))
 
 
 def test_cli_evaluates_a_ground_truth_list_dataset(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

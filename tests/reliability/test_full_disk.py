@@ -37,11 +37,11 @@ _REWRITE_UNDER_A_FULL_DISK = textwrap.dedent("""
             PlaceIndex.build(np.eye(64, 512, dtype=np.float32), kind="flat").save(target)
         elif what == "descriptors":
             from torch import nn
-            from structvpr.evaluate.descriptors import compute_descriptors
+            from structvpr.evaluate.descriptors import DescribeOptions, compute_descriptors
             image = target.parent / "tiny.png"
+            options = DescribeOptions(image_size=(8, 8), mean=(0.5,) * 3, std=(0.5,) * 3, progress=False)
             compute_descriptors(nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 512)), [image] * 64,
-                                image_size=(8, 8), mean=(0.5,) * 3, std=(0.5,) * 3, out_file=target,
-                                progress=False)
+                                options, out_file=target)
     except (OSError, RuntimeError) as error:  # torch.save re-raises EFBIG as a RuntimeError
         print("write failed:", type(error).__name__, error)
         sys.exit(3)

@@ -28,7 +28,7 @@ _MEASURE = textwrap.dedent("""
     from pathlib import Path
     import numpy as np, torch
     from torch import nn
-    from structvpr.evaluate.descriptors import compute_descriptors
+    from structvpr.evaluate.descriptors import DescribeOptions, compute_descriptors
 
     image, out_file, count, dim = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 
@@ -50,8 +50,8 @@ _MEASURE = textwrap.dedent("""
             peak[0] = max(peak[0], rss_anon())
             time.sleep(0.001)
 
-    warm = compute_descriptors(model, paths[:64], image_size=(8, 8), mean=(0.5,) * 3, std=(0.5,) * 3,
-                               batch_size=256, progress=False)  # import/allocator warm-up
+    options = DescribeOptions(image_size=(8, 8), mean=(0.5,) * 3, std=(0.5,) * 3, batch_size=256, progress=False)
+    warm = compute_descriptors(model, paths[:64], options)  # import/allocator warm-up
     del warm
     baseline = rss_anon()
     peak[0] = baseline
@@ -59,8 +59,7 @@ _MEASURE = textwrap.dedent("""
     sampler.start()
     tracemalloc.start()
     start = time.perf_counter()
-    result = compute_descriptors(model, paths, image_size=(8, 8), mean=(0.5,) * 3, std=(0.5,) * 3,
-                                 batch_size=256, out_file=out_file, progress=False)
+    result = compute_descriptors(model, paths, options, out_file=out_file)
     seconds = time.perf_counter() - start
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

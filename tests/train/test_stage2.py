@@ -131,6 +131,45 @@ def test_partition_cache_and_stage2_run(tiny_run) -> None:
     assert not any("label_head" in key for key in network.state_dict())
 
 
+def test_a_cache_of_the_training_set_before_it_moved_names_what_differs(tiny_run, tmp_path: Path) -> None:
+    """Stage II refuses a teacher cache of other samples and says how they differ: a moved folder
+    (same count, other paths) names the first differing sample; a changed set names both counts."""
+    import shutil
+
+    from structvpr.train.datamodule import Stage2DataModule
+    from structvpr.train.partition_file import PartitionFileError
+    from structvpr.train.stage2 import run_stage2
+    from structvpr.train.teacher_cache import save_teacher_cache
+
+    root, config = tiny_run
+    datamodule = Stage2DataModule(config)
+    datamodule.setup("fit")
+    assert datamodule.train_set is not None
+    paths = [str(p) for p in datamodule.train_set.paths]
+    places = np.asarray(datamodule.train_set.places, dtype=np.int64)
+    moved = tmp_path / "moved"
+    shutil.copytree(root / "data", moved)
+    moved_config = dataclasses.replace(
+        config,
+        data=dataclasses.replace(config.data, train=dataclasses.replace(config.data.train, path=str(moved))),
+        train=dataclasses.replace(config.train, output_dir=str(tmp_path / "runs")),
+    )
+    metadata = {"target": config.structvpr.distill_target}
+    count = len(paths)
+    save_teacher_cache(tmp_path / "old", paths, np.zeros((count, 8)), places, np.ones(count), metadata)
+    with pytest.raises(PartitionFileError) as error:
+        run_stage2(moved_config, cache_dir=tmp_path / "old")
+    message = str(error.value)
+    assert f"same {count} samples, but sample 0 is {paths[0]} in the cache and {moved}/images/train/" in message
+    assert message.endswith("in this training set); run `structvpr partition` again")
+
+    save_teacher_cache(
+        tmp_path / "fewer", paths[:-1], np.zeros((count - 1, 8)), places[:-1], np.ones(count - 1), metadata
+    )
+    with pytest.raises(PartitionFileError, match=f"the cache holds {count - 1} samples, this training set {count}"):
+        run_stage2(moved_config, cache_dir=tmp_path / "fewer")
+
+
 def _module_and_batch(config, weights: list[float]):
     from structvpr.train.datamodule import Stage2DataModule
     from structvpr.train.stage2 import Stage2Module

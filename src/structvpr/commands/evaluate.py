@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from structvpr.commands import add_common_arguments
 from structvpr.commands.dataset_args import add_dataset_arguments, dataset_from_args
 from structvpr.commands.sequence_args import add_sequence_arguments
 
 if TYPE_CHECKING:
-    from torch import nn
-
-    from structvpr.api import StructVPRModel
+    from structvpr.data.place_dataset import PlaceDataset
+    from structvpr.evaluate.descriptors import DescribeOptions, DescriptorNetwork
 
 
 # = structvpr.model's BACKBONE_NAMES and AGGREGATOR_NAMES, without importing torch to parse (a test checks)
@@ -97,32 +96,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _as_module(loaded: StructVPRModel) -> nn.Module:
-    """A model from `structvpr.load` as evaluate_dataset's [B, 3, H, W] -> [B, D] module
-    (its PyTorch network, or a module that runs the ONNX Runtime session)."""
-    if loaded.network is not None:
-        return loaded.network
-    import torch
-    from torch import nn
-
-    class OnnxModule(nn.Module):
-        def forward(self, batch: torch.Tensor) -> torch.Tensor:
-            return torch.from_numpy(loaded._run(batch))
-
-    return OnnxModule()
-
-
-def _build_model(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
-    """The model to evaluate and its preprocessing (image_size, mean, std): --model through
-    `structvpr.load`, else a network built from ImageNet weights."""
+def _build_model(args: argparse.Namespace) -> tuple[DescriptorNetwork, DescribeOptions]:
+    """The model to evaluate (a PyTorch network, or `describe_batch` of an ONNX model) and how to
+    describe images with it: --model through `structvpr.load`, else a network built from ImageNet
+    weights; its preprocessing unless --image-size, and the run flags."""
     from structvpr.api import load
+    from structvpr.evaluate.descriptors import DescribeOptions
     from structvpr.model.vpr_net import ModelConfig, build_model
 
     image_size = tuple(args.image_size) if args.image_size is not None else None
+    run_options = {
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "num_workers": args.num_workers,
+        "progress": not args.quiet,
+    }
     if args.model is not None:
         loaded = load(args.model, device=args.device)
-        preprocessing = {"image_size": image_size or loaded.image_size, "mean": loaded.mean, "std": loaded.std}
-        return _as_module(loaded), preprocessing
+        options = DescribeOptions(image_size or loaded.image_size, loaded.mean, loaded.std, **run_options)
+        return loaded.network if loaded.network is not None else loaded.describe_batch, options
     config = ModelConfig(
         backbone=args.backbone,
         aggregator=args.aggregator,
@@ -131,11 +123,12 @@ def _build_model(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
         pretrained=not args.no_pretrained,
         **({"image_size": image_size} if image_size is not None else {}),
     )
-    network = build_model(config).to(args.device)
-    return network, {"image_size": config.image_size, "mean": config.mean, "std": config.std}
+    return build_model(config).to(args.device), DescribeOptions(**run_options)
 
 
-def _evaluate_sequences(model: nn.Module, datasets: list, args: argparse.Namespace, preprocessing: dict) -> None:
+def _evaluate_sequences(
+    model: DescriptorNetwork, datasets: list[PlaceDataset], args: argparse.Namespace, options: DescribeOptions
+) -> None:
     """Print sequence Recall@N lines for every dataset (and write JSON to --out)."""
     from structvpr.sequence.evaluate import evaluate_model_sequences
 
@@ -144,15 +137,11 @@ def _evaluate_sequences(model: nn.Module, datasets: list, args: argparse.Namespa
             model,
             dataset,
             args.sequence_length,
-            **preprocessing,
+            options,
             recall_values=args.recall_values,
             candidates=args.sequence_candidates,
             contrast_window=args.sequence_contrast_window,
-            batch_size=args.batch_size,
-            device=args.device,
-            num_workers=args.num_workers,
             out_dir=args.out,
-            progress=not args.quiet,
         )
 
 
@@ -170,22 +159,18 @@ def run(args: argparse.Namespace) -> int:
         check_output_folder(args.out, "results folder")  # writable and not a file, before any work
     with output_lock(args.out) if args.out is not None else contextlib.nullcontext():
         datasets = [dataset_from_args(path, args) for path in args.datasets]  # fail before the model loads
-        model, preprocessing = _build_model(args)
+        model, options = _build_model(args)
         if args.sequence_length:
-            _evaluate_sequences(model, datasets, args, preprocessing)
+            _evaluate_sequences(model, datasets, args, options)
             return 0
         for dataset in datasets:
             evaluate_dataset(
                 model,
                 dataset,
-                **preprocessing,
+                options,
                 recall_values=args.recall_values,
-                batch_size=args.batch_size,
-                device=args.device,
-                num_workers=args.num_workers,
                 out_dir=args.out,
                 save_descriptors=args.save_descriptors,
                 num_preds_to_save=args.num_preds_to_save,
-                progress=not args.quiet,
             )
     return 0

@@ -85,4 +85,6 @@ def _export_int8(network: Any, args: argparse.Namespace) -> None:
         min_cosine=args.int8_min_cosine,
         min_retrieval=args.int8_min_retrieval,
         reduce_range=args.int8_reduce_range,
+        float_first=args.int8_float_first,
+        calibration_method=args.int8_calibration,
     )

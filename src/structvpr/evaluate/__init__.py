@@ -1,6 +1,6 @@
 """Evaluation: descriptor extraction, exact FAISS search, Recall@N, result files and prediction images."""
 
-from structvpr.evaluate.descriptors import compute_descriptors
+from structvpr.evaluate.descriptors import DescribeOptions, compute_descriptors
 from structvpr.evaluate.evaluate import evaluate_dataset
 from structvpr.evaluate.predictions import save_prediction_images
 from structvpr.evaluate.recall import (
@@ -11,6 +11,7 @@ from structvpr.evaluate.recall import (
 )
 
 __all__ = [
+    "DescribeOptions",
     "RecallResult",
     "compute_descriptors",
     "evaluate_dataset",

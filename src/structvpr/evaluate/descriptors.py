@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,63 @@ from tqdm import tqdm
 from structvpr.data.images import BadImageError, image_transform, load_rgb
 
 BAD_IMAGE_POLICIES = ("error", "zeros")
+
+# What describes a batch: an nn.Module (run in eval mode under inference_mode) or any callable
+# float32 [B, 3, H, W] -> [B, D], such as StructVPRModel.describe_batch for an ONNX model.
+DescriptorNetwork = Callable[[torch.Tensor], torch.Tensor | np.ndarray]
+
+
+@dataclass(frozen=True)
+class DescribeOptions:
+    """How images are turned into descriptors: preprocessing, batching and where the model runs.
+
+    image_size: (H, W) every image is resized to; mean, std: per-channel normalisation. None takes
+    the model's own (`model.config` of a VPRNet or SegBranch, see `for_model`); a model without a
+    config needs all three. batch_size: images per forward pass. device: where a PyTorch model runs
+    (a plain callable gets CPU batches). num_workers: image-decoding processes (0: this one).
+    on_bad_image: "error" raises BadImageError naming the file; "zeros" gives its row zeros and warns.
+    progress: show a progress bar.
+    """
+
+    image_size: tuple[int, int] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    batch_size: int = 32
+    device: str | torch.device = "cpu"
+    num_workers: int = 0
+    on_bad_image: str = "error"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.image_size is not None:
+            object.__setattr__(self, "image_size", (int(self.image_size[0]), int(self.image_size[1])))
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(float(v) for v in value))
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.on_bad_image not in BAD_IMAGE_POLICIES:
+            raise ValueError(f"on_bad_image must be one of {BAD_IMAGE_POLICIES}, got {self.on_bad_image!r}")
+
+    def for_model(self, model: object) -> DescribeOptions:
+        """These options with image_size, mean and std filled in from `model.config` where None;
+        ValueError when one is still missing (a model without a config)."""
+        config = getattr(model, "config", None)
+        filled = dataclasses.replace(
+            self,
+            image_size=self.image_size if self.image_size is not None else getattr(config, "image_size", None),
+            mean=self.mean if self.mean is not None else getattr(config, "mean", None),
+            std=self.std if self.std is not None else getattr(config, "std", None),
+        )
+        missing = [name for name in ("image_size", "mean", "std") if getattr(filled, name) is None]
+        if missing:
+            raise ValueError(
+                f"DescribeOptions: {', '.join(missing)} not given and the model has no config to take them from"
+            )
+        return filled
 
 
 class ImagePathDataset(Dataset):
@@ -72,7 +131,7 @@ def _open_output(out_file: str | Path | None, shape: tuple[int, int]) -> tuple[n
 
 
 def describe_batches(
-    network: Callable[[torch.Tensor], torch.Tensor | np.ndarray],
+    network: DescriptorNetwork,
     batches: Iterable[torch.Tensor],
     count: int,
     *,
@@ -119,36 +178,31 @@ def _in_memory(shape: tuple[int, int]) -> np.ndarray:
 
 
 def compute_descriptors(
-    model: nn.Module,
+    model: DescriptorNetwork,
     paths: Sequence[str | Path],
+    options: DescribeOptions | None = None,
     *,
-    image_size: Sequence[int],
-    mean: Sequence[float],
-    std: Sequence[float],
-    batch_size: int = 32,
-    device: str | torch.device = "cpu",
-    num_workers: int = 0,
     out_file: str | Path | None = None,
-    on_bad_image: str = "error",
-    progress: bool = True,
     desc: str = "descriptors",
 ) -> np.ndarray:
     """Descriptors float32 [N, D] of the images at `paths`, row i for paths[i].
 
-    `model` maps [B, 3, H, W] to [B, D]; images are resized to image_size (H, W) and normalised
-    with mean/std. Rows go batch by batch into a memory map: a .npy at `out_file` (written to a
-    temporary name and renamed when complete, returned as np.memmap) or an anonymous temp file.
-    on_bad_image: "error" raises BadImageError naming the file; "zeros" gives a zero row and warns.
+    `model` maps [B, 3, H, W] to [B, D]; `options` (default DescribeOptions(): the model's own
+    preprocessing) say how images are resized, normalised, batched and decoded. Rows go batch by
+    batch into a memory map: a .npy at `out_file` (written to a temporary name and renamed when
+    complete, returned as np.memmap) or an anonymous temp file. `desc` labels the progress bar.
     """
     if len(paths) == 0:
         raise ValueError("compute_descriptors: no image paths given")
-    dataset = ImagePathDataset(paths, image_size, mean, std, on_bad_image)
+    options = (options or DescribeOptions()).for_model(model)
+    assert options.image_size is not None and options.mean is not None and options.std is not None
+    dataset = ImagePathDataset(paths, options.image_size, options.mean, options.std, options.on_bad_image)
     loader = DataLoader(
         dataset,
-        batch_size=batch_size,
+        batch_size=options.batch_size,
         shuffle=False,
-        num_workers=num_workers,
-        pin_memory=torch.device(device).type == "cuda",
+        num_workers=options.num_workers,
+        pin_memory=torch.device(options.device).type == "cuda",
     )
     out_path = None if out_file is None else Path(out_file)
     bad_rows: list[int] = []
@@ -168,7 +222,13 @@ def compute_descriptors(
 
     try:
         output = describe_batches(
-            model, images(), len(dataset), device=device, allocate=allocate, progress=progress, desc=desc
+            model,
+            images(),
+            len(dataset),
+            device=options.device,
+            allocate=allocate,
+            progress=options.progress,
+            desc=desc,
         )
         output[bad_rows] = 0.0
         assert isinstance(output, np.memmap)

@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from structvpr.data.place_dataset import DatasetError, PlaceDataset
 from structvpr.dataclass_dict import to_plain_dict
-from structvpr.evaluate.descriptors import compute_descriptors
+from structvpr.evaluate.descriptors import DescribeOptions, DescriptorNetwork, compute_descriptors
 from structvpr.evaluate.predictions import save_prediction_images
 from structvpr.evaluate.recall import (
     RecallResult,
@@ -69,76 +67,44 @@ def _write_predictions_csv(
 
 
 def describe_dataset_images(
-    model: nn.Module,
+    model: DescriptorNetwork,
     dataset: PlaceDataset,
+    options: DescribeOptions | None = None,
     *,
-    image_size: Sequence[int],
-    mean: Sequence[float],
-    std: Sequence[float],
-    batch_size: int = 32,
-    device: str | torch.device = "cpu",
-    num_workers: int = 0,
-    on_bad_image: str = "error",
-    progress: bool = True,
     out_dir: Path | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(database, queries) descriptors of `dataset`, each float32 [N, D] in its list's order, with
-    the preprocessing of `compute_descriptors`. With `out_dir`, each is kept as
+    """(database, queries) descriptors of `dataset`, each float32 [N, D] in its list's order, made
+    by `compute_descriptors` with `options`. With `out_dir`, each is kept as
     `<name>_<split>_database.npy` / `<name>_<split>_queries.npy` there."""
     described = []
     for paths, role in ((dataset.database_paths, "database"), (dataset.query_paths, "queries")):
         out_file = out_dir / f"{output_stem(dataset)}_{role}.npy" if out_dir is not None else None
-        described.append(
-            compute_descriptors(
-                model,
-                paths,
-                image_size=image_size,
-                mean=mean,
-                std=std,
-                batch_size=batch_size,
-                device=device,
-                num_workers=num_workers,
-                out_file=out_file,
-                on_bad_image=on_bad_image,
-                progress=progress,
-                desc=f"{dataset.name} {role}",
-            )
-        )
+        described.append(compute_descriptors(model, paths, options, out_file=out_file, desc=f"{dataset.name} {role}"))
     return described[0], described[1]
 
 
 def evaluate_dataset(
-    model: nn.Module,
+    model: DescriptorNetwork,
     dataset: PlaceDataset,
+    options: DescribeOptions | None = None,
     *,
     recall_values: Sequence[int] = (1, 5, 10, 20),
-    batch_size: int = 32,
-    device: str | torch.device = "cpu",
-    num_workers: int = 0,
     out_dir: str | Path | None = None,
     save_descriptors: bool = False,
     num_preds_to_save: int = 0,
-    image_size: Sequence[int] | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    on_bad_image: str = "error",
-    progress: bool = True,
 ) -> dict:
     """Extract descriptors, search exactly, print one result line and return the result dict.
 
-    Preprocessing (image_size (H, W), mean, std) defaults to `model.config`. With `out_dir`, writes
+    `options` (default DescribeOptions()): preprocessing (image_size (H, W), mean, std; None = the
+    model's `config`), batch size, device, workers, bad images, progress bar. With `out_dir`, writes
     `<name>_<split>.json` (result) and `<name>_<split>_predictions.csv` (top-k per query, k = max
     recall value); `save_descriptors` keeps `..._queries.npy` / `..._database.npy` (float32 [N, D]);
     `num_preds_to_save` > 0 writes one image per query with its top-N predictions.
     Recall values in the dict are fractions; queries without positives are excluded and counted.
     """
+    options = (options or DescribeOptions()).for_model(model)
+    assert options.image_size is not None and options.mean is not None and options.std is not None
     config = getattr(model, "config", None)  # VPRNet and SegBranch carry a ModelConfig
-    if isinstance(config, ModelConfig):
-        image_size = config.image_size if image_size is None else image_size
-        mean = config.mean if mean is None else mean
-        std = config.std if std is None else std
-    if image_size is None or mean is None or std is None:
-        raise ValueError("evaluate_dataset needs image_size, mean and std (or a model with a config)")
     if (save_descriptors or num_preds_to_save > 0) and out_dir is None:
         raise ValueError("save_descriptors and num_preds_to_save need an output folder (out_dir)")
     if dataset.num_queries == 0 or dataset.num_database == 0:
@@ -159,17 +125,7 @@ def evaluate_dataset(
 
     start = time.perf_counter()
     database_descriptors, query_descriptors = describe_dataset_images(
-        model,
-        dataset,
-        image_size=image_size,
-        mean=mean,
-        std=std,
-        batch_size=batch_size,
-        device=device,
-        num_workers=num_workers,
-        on_bad_image=on_bad_image,
-        progress=progress,
-        out_dir=out_dir if save_descriptors else None,
+        model, dataset, options, out_dir=out_dir if save_descriptors else None
     )
     extraction_seconds = time.perf_counter() - start
     k = max(max(recall_values), num_preds_to_save)
@@ -189,12 +145,12 @@ def evaluate_dataset(
         "num_evaluated": result.num_evaluated,
         "num_excluded": result.num_excluded,
         "descriptor_dim": int(query_descriptors.shape[1]),
-        "image_size": list(image_size),
-        "mean": list(mean),
-        "std": list(std),
+        "image_size": list(options.image_size),
+        "mean": list(options.mean),
+        "std": list(options.std),
         "model": to_plain_dict(config) if isinstance(config, ModelConfig) else None,
         "extraction_seconds": round(extraction_seconds, 3),
-        "device": str(device),
+        "device": str(options.device),
         "files": {},
     }
     if out_dir is not None:

@@ -24,6 +24,7 @@ from structvpr.index.place_index import (
     IndexFileError,
     SearchResult,
     check_descriptors,
+    check_ids,
     check_metadata,
     default_nlist,
 )
@@ -175,13 +176,7 @@ class MilvusPlaceIndex:
         """Insert descriptors float32 [M, D] with ids int64 [M] (default: continue from the row count)."""
         vectors = check_descriptors(descriptors, dim=self.dim)
         count = len(vectors)
-        if ids is None:
-            start = len(self)
-            new_ids = np.arange(start, start + count, dtype=np.int64)
-        else:
-            new_ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-            if len(new_ids) != count:
-                raise ValueError(f"ids: got {len(new_ids)} ids for {count} descriptors")
+        new_ids = check_ids(ids, count, lambda: len(self))
         checked = check_metadata(metadata or {}, count)
         if set(checked) != set(self.metadata_fields):
             raise ValueError(

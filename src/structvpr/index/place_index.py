@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -252,13 +252,7 @@ class PlaceIndex:
         """
         vectors = check_descriptors(descriptors, dim=self.dim)
         count = len(vectors)
-        if ids is None:
-            start = int(self.ids.max()) + 1 if len(self.ids) else 0
-            new_ids = np.arange(start, start + count, dtype=np.int64)
-        else:
-            new_ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-            if len(new_ids) != count:
-                raise ValueError(f"ids: got {len(new_ids)} ids for {count} descriptors")
+        new_ids = check_ids(ids, count, lambda: int(self.ids.max()) + 1 if len(self.ids) else 0)
         new_metadata = check_metadata(metadata or {}, count)
         if len(self.ids) and set(new_metadata) != set(self.metadata):
             raise ValueError(f"metadata keys {sorted(new_metadata)} differ from the index's {sorted(self.metadata)}")
@@ -442,6 +436,18 @@ def _exact_rerank(queries: np.ndarray, positions: np.ndarray, vectors: np.ndarra
     exact = np.where(valid, exact, -np.inf).astype(np.float32)
     order = np.argsort(-exact, axis=1, kind="stable")
     return np.take_along_axis(exact, order, 1), np.take_along_axis(positions, order, 1)
+
+
+def check_ids(ids: Any, count: int, next_id: Callable[[], int]) -> np.ndarray:
+    """int64 [count] ids of `count` new rows: `ids` as given (ValueError when their number is not
+    `count`), or, when None, consecutive ids from `next_id()` (asked only then)."""
+    if ids is None:
+        start = next_id()
+        return np.arange(start, start + count, dtype=np.int64)
+    new_ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    if len(new_ids) != count:
+        raise ValueError(f"ids: got {len(new_ids)} ids for {count} descriptors")
+    return new_ids
 
 
 def check_metadata(metadata: Mapping[str, Any], count: int) -> dict[str, np.ndarray]:

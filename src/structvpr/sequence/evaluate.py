@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from structvpr.data.place_dataset import PlaceDataset
+from structvpr.evaluate.descriptors import DescribeOptions, DescriptorNetwork
 from structvpr.evaluate.recall import recall_from_predictions
 from structvpr.io_utils import atomic_write_text
 from structvpr.sequence.matcher import match_sequences
@@ -114,39 +113,22 @@ def evaluate_sequences(
 
 
 def evaluate_model_sequences(
-    model: nn.Module,
+    model: DescriptorNetwork,
     dataset: PlaceDataset,
     lengths: Sequence[int],
+    options: DescribeOptions | None = None,
     *,
-    image_size: Sequence[int],
-    mean: Sequence[float],
-    std: Sequence[float],
     recall_values: Sequence[int] = (1, 5, 10, 20),
     candidates: int | None = None,
     contrast_window: int | None = DEFAULT_CONTRAST_WINDOW,
-    batch_size: int = 32,
-    device: str | torch.device = "cpu",
-    num_workers: int = 0,
     out_dir: str | Path | None = None,
-    progress: bool = True,
 ) -> dict[str, Any]:
-    """Describe `dataset` with `model` ([B, 3, H, W] -> [B, D], images resized to image_size (H, W)
-    and normalised with mean/std) and run `evaluate_sequences`; with out_dir, writes
-    `<name>_<split>_sequences.json` there."""
+    """Describe `dataset` with `model` ([B, 3, H, W] -> [B, D]; `options` as in evaluate_dataset)
+    and run `evaluate_sequences`; with out_dir, writes `<name>_<split>_sequences.json` there."""
     from structvpr.evaluate.evaluate import describe_dataset_images, output_stem
 
     dataset.positives_per_query()  # an unlabelled dataset fails here, before describing
-    database_descriptors, query_descriptors = describe_dataset_images(
-        model,
-        dataset,
-        image_size=image_size,
-        mean=mean,
-        std=std,
-        batch_size=batch_size,
-        device=device,
-        num_workers=num_workers,
-        progress=progress,
-    )
+    database_descriptors, query_descriptors = describe_dataset_images(model, dataset, options)
     out_file = Path(out_dir) / f"{output_stem(dataset)}_sequences.json" if out_dir is not None else None
     return evaluate_sequences(
         dataset,

@@ -48,8 +48,9 @@ class Projection(nn.Module):
         return features if self.linear is None else self.linear(features)
 
 
-class GlobalDistillation(nn.Module):
-    """Weighted global distillation: student [B, Ds], teacher [B, Dt], weights [B] -> scalar."""
+class _ProjectedDistillation(nn.Module):
+    """A weighted distillation whose student rows are projected to the teacher's dimension first
+    (`projection`); `normalization` is how per-sample weights are normalised in a batch."""
 
     def __init__(
         self, student_dim: int, teacher_dim: int, normalization: str = "batch", always_project: bool = False
@@ -57,26 +58,23 @@ class GlobalDistillation(nn.Module):
         super().__init__()
         self.projection = Projection(student_dim, teacher_dim, always_project)
         self.normalization = normalization
+
+
+class GlobalDistillation(_ProjectedDistillation):
+    """Weighted global distillation: student [B, Ds], teacher [B, Dt], weights [B] -> scalar."""
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         distance = cosine_distance(self.projection(student), teacher.to(student.dtype))
         return _weighted_mean(distance, weights, self.normalization)
 
 
-class LabelDistillation(nn.Module):
+class LabelDistillation(_ProjectedDistillation):
     """Weighted label-feature distillation over the classes present in the image.
 
     student_units [B, U, ds], teacher_units [B, U, dt], presence bool [B, U] (present for both),
     weights [B]. Per sample the distance is averaged over its present units (so an image with many
     classes does not outweigh one with few); samples with no present unit contribute 0.
     """
-
-    def __init__(
-        self, student_dim: int, teacher_dim: int, normalization: str = "batch", always_project: bool = False
-    ) -> None:
-        super().__init__()
-        self.projection = Projection(student_dim, teacher_dim, always_project)
-        self.normalization = normalization
 
     def forward(
         self, student_units: torch.Tensor, teacher_units: torch.Tensor, presence: torch.Tensor, weights: torch.Tensor

@@ -294,12 +294,23 @@ def stage2_run_dir(config: Config, run_name: str = "stage2") -> Path:
 
 
 def _check_cache_matches(cache: TeacherCache, paths: Sequence[Path]) -> None:
-    if [str(p) for p in paths] != cache.sample_paths:
-        raise PartitionFileError(
-            f"{cache.directory}: the teacher cache was made for another training set "
-            f"({len(cache.sample_paths)} samples, this one has {len(paths)}); "
-            "run `structvpr partition` again"
+    """PartitionFileError unless the cache's rows are `paths`, in order; it says what differs: the
+    counts, or the first sample whose path differs (e.g. the training set moved to another folder)."""
+    current = [str(p) for p in paths]
+    if current == cache.sample_paths:
+        return
+    if len(current) != len(cache.sample_paths):
+        difference = f"the cache holds {len(cache.sample_paths)} samples, this training set {len(current)}"
+    else:
+        row = next(i for i, (old, new) in enumerate(zip(cache.sample_paths, current, strict=True)) if old != new)
+        difference = (
+            f"same {len(current)} samples, but sample {row} is {cache.sample_paths[row]} in the cache "
+            f"and {current[row]} in this training set"
         )
+    raise PartitionFileError(
+        f"{cache.directory}: the teacher cache was made for another training set ({difference}); "
+        "run `structvpr partition` again"
+    )
 
 
 def run_stage2(

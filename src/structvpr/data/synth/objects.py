@@ -105,32 +105,20 @@ def traffic_sign(b: PrimitiveBuilder, rng: np.random.Generator, x: float, y: flo
     b.cylinder(x, y, 0.045, 0.0, top, C.POLE, Material.METAL, (0.55, 0.56, 0.58))
     width, height = rng.uniform(0.5, 0.9), rng.uniform(0.5, 0.9)
     colour = tuple(float(v) for v in SIGN_PALETTE[rng.integers(len(SIGN_PALETTE))])
-    if street_axis == 0:  # street along x: plate normal along x
-        b.box(
-            x - 0.03,
-            y - width / 2,
-            x + 0.03,
-            y + width / 2,
-            top - height,
-            top,
-            C.TRAFFIC_SIGN,
-            Material.SIGN,
-            colour,
-            (float(rng.integers(0, 3)),),
-        )
-    else:
-        b.box(
-            x - width / 2,
-            y - 0.03,
-            x + width / 2,
-            y + 0.03,
-            top - height,
-            top,
-            C.TRAFFIC_SIGN,
-            Material.SIGN,
-            colour,
-            (float(rng.integers(0, 3)),),
-        )
+    # A plate 6 cm thick: its normal runs along the street (x when street_axis is 0, else y).
+    half_x, half_y = (0.03, width / 2) if street_axis == 0 else (width / 2, 0.03)
+    b.box(
+        x - half_x,
+        y - half_y,
+        x + half_x,
+        y + half_y,
+        top - height,
+        top,
+        C.TRAFFIC_SIGN,
+        Material.SIGN,
+        colour,
+        (float(rng.integers(0, 3)),),
+    )
 
 
 def traffic_light(b: PrimitiveBuilder, rng: np.random.Generator, x: float, y: float) -> None:

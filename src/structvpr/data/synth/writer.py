@@ -14,7 +14,7 @@ import json
 import multiprocessing
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -30,6 +30,7 @@ from structvpr.data.synth.visits import (
     visit_camera,
 )
 from structvpr.data.synth.world import build_town
+from structvpr.dataclass_dict import to_plain_dict
 from structvpr.io_utils import atomic_write_bytes, atomic_write_text
 from structvpr.progress import progress_bar
 
@@ -178,8 +179,7 @@ def generate_town(
         hfov_deg,
         jpeg_quality,
     )
-    config = {"format_version": FORMAT_VERSION, **asdict(settings)}
-    config = json.loads(json.dumps(config))  # tuples -> lists, as read back from the file
+    config = {"format_version": FORMAT_VERSION, **to_plain_dict(settings)}  # lists, as read back from the file
     renderer = _Renderer(settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     metadata_path = out_dir / "metadata.csv"

@@ -1,0 +1,232 @@
+"""int8 quantisation variants vs fp32 ONNX: R@1, descriptor cosine and speed ratio at 1 thread.
+
+The diagnosis behind `export --int8`'s defaults (docs/deployment.md). For each dataset, ImageNet
+EfficientNet-Lite0 + GeM at the dataset's size is exported to fp32 ONNX once; each variant then
+quantises it with ONNX Runtime (`export_int8.quantization_options` with the variant's changes),
+calibrated on three quarters of the map images (the same seeded split as `export --int8`; "map + queries"
+adds the queries). Printed per variant: R@1 of fp32 and int8, the mean descriptor cosine to fp32 on
+the held-out map images and on the queries, and the int8 / fp32 images/s ratio (batch 8, the two
+interleaved batch by batch, 1 thread). Corridor: query -> ref (320x240); Nordland: winter -> summer,
+the first `--nordland-frames` frames, +/- 2 frames (128x64). No export check: variants that
+`export --int8` would refuse are measured too. Run at low priority (see bench_export.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from structvpr.data.images import image_transform, load_rgb
+from structvpr.data.layouts import open_dataset
+from structvpr.evaluate.recall import recall_from_predictions
+from structvpr.export import export_model
+from structvpr.export_int8 import float_nodes, quantization_options, split_map_images
+from structvpr.model import ModelConfig, build_model
+
+Options = dict[str, Any]
+
+
+def _float_first(count: int) -> Callable[[Any, Options], None]:
+    def change(graph: Any, options: Options) -> None:
+        options["nodes_to_exclude"] = float_nodes(graph, count)
+
+    return change
+
+
+def _quantise_last_convolution(graph: Any, options: Options) -> None:
+    last = [node.name for node in graph.node if node.op_type == "Conv"][-1]
+    options["nodes_to_exclude"] = [name for name in float_nodes(graph, 1) if name != last]
+
+
+def _quantise_everything_after_stem(graph: Any, options: Options) -> None:
+    options["nodes_to_exclude"] = float_nodes(graph, 1)[:1]
+
+
+def _float_projections(graph: Any, options: Options) -> None:
+    projections = [node.name for node in graph.node if node.op_type == "Conv" and "_project_conv" in node.input[1]]
+    options["nodes_to_exclude"] = float_nodes(graph, 1) + projections
+
+
+def _set(**changes: Any) -> Callable[[Any, Options], None]:
+    def change(graph: Any, options: Options) -> None:
+        for key, value in changes.items():
+            if key == "extra_options":
+                options[key] = {**options[key], **value}
+            else:
+                options[key] = value
+
+    return change
+
+
+# name -> (change of `quantization_options(graph, float_first=1)`, calibrate on map + queries too)
+VARIANTS: dict[str, tuple[Callable[[Any, Options], None], bool]] = {
+    "stem float (previous default)": (_float_first(1), False),
+    "stem float, calibrated on map + queries": (_float_first(1), True),
+    "stem float, entropy calibration": (_set(calibrate_method=CalibrationMethod.Entropy), False),
+    "stem float, percentile 99.999": (_set(calibrate_method=CalibrationMethod.Percentile), False),
+    "stem float, QOperator format": (_set(quant_format=QuantFormat.QOperator), False),
+    "stem float, symmetric int8 activations": (
+        _set(activation_type=QuantType.QInt8, extra_options={"ActivationSymmetric": True}),
+        False,
+    ),
+    "stem float, per-tensor weights": (_set(per_channel=False), False),
+    "stem float, last convolution quantised": (_quantise_last_convolution, False),
+    "stem float, last convolution + GeM + L2 quantised": (_quantise_everything_after_stem, False),
+    "stem float, all projection convolutions float": (_float_projections, False),
+    "nothing float (stem quantised too)": (_float_first(0), False),
+    "first 2 convolutions float": (_float_first(2), False),
+    "first 3 convolutions float (default)": (_float_first(3), False),
+    "first 4 convolutions float": (_float_first(4), False),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corridor", type=Path, default=Path("tests/fixtures/corridor"))
+    parser.add_argument("--no-corridor", action="store_true", help="only Nordland")
+    parser.add_argument("--nordland", type=Path, default=None, help="nordland_64x32 root (skipped when absent)")
+    parser.add_argument("--nordland-frames", type=int, default=300)
+    parser.add_argument("--num-batches", type=int, default=8, help="timed batches of 8 images per runtime")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), metavar="NAME")
+    return parser.parse_args(argv)
+
+
+class _Batches:
+    """CalibrationDataReader; equal batches of 1 for the histogram methods (they stack batches)."""
+
+    def __init__(self, images: np.ndarray, batch_size: int) -> None:
+        self._batches = iter([{"images": images[i : i + batch_size]} for i in range(0, len(images), batch_size)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+def _session(path: Path) -> onnxruntime.InferenceSession:
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _describe(session: onnxruntime.InferenceSession, images: np.ndarray) -> np.ndarray:
+    return np.concatenate([session.run(None, {"images": images[i : i + 16]})[0] for i in range(0, len(images), 16)])
+
+
+def _mean_cosine(first: np.ndarray, second: np.ndarray) -> float:
+    return float(np.mean(np.sum(first * second, axis=1)))  # both L2-normalised
+
+
+def imagenet_model(image_size: tuple[int, int]) -> torch.nn.Module:
+    """ImageNet EfficientNet-Lite0 + GeM at `image_size`, in eval mode."""
+    config = ModelConfig(backbone="efficientnet_lite0", aggregator="gem", pretrained=True, image_size=image_size)
+    return build_model(config).eval()
+
+
+def bench_dataset(
+    name: str,
+    database_paths: list[Path],
+    query_paths: list[Path],
+    positives: list[np.ndarray],
+    image_size: tuple[int, int],
+    args: argparse.Namespace,
+) -> None:
+    """Quantise, describe, time and print one dataset's variants (positives: map indices per query)."""
+    model = imagenet_model(image_size)
+    transform = image_transform(image_size, model.config.mean, model.config.std)
+    database = torch.stack([transform(load_rgb(p)) for p in database_paths]).numpy()
+    queries = torch.stack([transform(load_rgb(p)) for p in query_paths]).numpy()
+    calibration, held_out = split_map_images(len(database), 0.25, 0)
+
+    def recall_at_1(database_descriptors: np.ndarray, query_descriptors: np.ndarray) -> float:
+        predictions = np.argmax(query_descriptors @ database_descriptors.T, axis=1)[:, None]
+        return 100 * recall_from_predictions(predictions, positives, (1,)).recalls[1]
+
+    print(f"{name}: {len(queries)} queries, {len(database)} map images, {image_size[1]}x{image_size[0]}")
+    with tempfile.TemporaryDirectory() as folder:
+        fp32_path, prepared = Path(folder) / "fp32.onnx", Path(folder) / "prepared.onnx"
+        export_model(model, fp32_path, "onnx", check_images=torch.from_numpy(database[:7]))
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        graph = onnx.load(str(prepared)).graph
+        fp32 = _session(fp32_path)
+        database32, queries32 = _describe(fp32, database), _describe(fp32, queries)
+        margins = _margins(queries32 @ database32.T, positives)
+        print(
+            f"  fp32 ONNX R@1 {recall_at_1(database32, queries32):.1f}; queries whose best positive and best "
+            f"negative map image differ by < 0.01 in cosine: {int(np.sum(np.abs(margins) < 0.01))} "
+            f"({int(np.sum((margins > 0) & (margins < 0.01)))} of them right at top-1)"
+        )
+        for variant in args.variants:
+            change, with_queries = VARIANTS[variant]
+            options = quantization_options(graph, float_first=1)
+            change(graph, options)
+            images = np.concatenate([database[calibration], queries]) if with_queries else database[calibration]
+            histogram = options["calibrate_method"] != CalibrationMethod.MinMax
+            int8_path = Path(folder) / "int8.onnx"
+            quantize_static(str(prepared), str(int8_path), _Batches(images, 1 if histogram else 8), **options)
+            int8 = _session(int8_path)
+            database8, queries8 = _describe(int8, database), _describe(int8, queries)
+            speed = _speed_ratio(fp32, int8, database[:8], args.num_batches)
+            print(
+                f"  {variant:52s} R@1 {recall_at_1(database8, queries8):5.1f}  cosine held-out "
+                f"{_mean_cosine(database8[held_out], database32[held_out]):.4f} queries "
+                f"{_mean_cosine(queries8, queries32):.4f}  x{speed:.2f} of fp32 ONNX",
+                flush=True,
+            )
+
+
+def _margins(similarity: np.ndarray, positives: list[np.ndarray]) -> np.ndarray:
+    """Per query: best positive score - best negative score (> 0: right at top-1)."""
+    margins = np.empty(len(similarity))
+    for query, row in enumerate(similarity):
+        negative = np.ones(len(row), dtype=bool)
+        negative[positives[query]] = False
+        margins[query] = row[positives[query]].max() - row[negative].max()
+    return margins
+
+
+def _speed_ratio(
+    fp32: onnxruntime.InferenceSession, int8: onnxruntime.InferenceSession, batch: np.ndarray, batches: int
+) -> float:
+    """fp32 seconds / int8 seconds over `batches` interleaved runs of `batch` (after one warm-up each)."""
+    seconds = [0.0, 0.0]
+    for session in (fp32, int8):
+        session.run(None, {"images": batch})
+    for _ in range(batches):
+        for number, session in enumerate((fp32, int8)):
+            start = time.perf_counter()
+            session.run(None, {"images": batch})
+            seconds[number] += time.perf_counter() - start
+    return seconds[0] / seconds[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    if not args.no_corridor:
+        corridor = open_dataset(args.corridor, allow_pickle=True)  # the VPR-Bench .npy is trusted
+        positives = corridor.positives_per_query()
+        bench_dataset("Corridor", corridor.database_paths, corridor.query_paths, positives, (240, 320), args)
+    if args.nordland is not None:
+        frames = args.nordland_frames
+        nordland = open_dataset(args.nordland, layout="sequence", database_folder="summer", query_folder="winter")
+        within_two = [np.arange(max(0, i - 2), min(frames, i + 3)) for i in range(frames)]
+        name = f"Nordland winter -> summer, frames 0-{frames}"
+        database, queries = nordland.database_paths[:frames], nordland.query_paths[:frames]
+        bench_dataset(name, database, queries, within_two, (64, 128), args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

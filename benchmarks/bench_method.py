@@ -15,7 +15,7 @@ looked at for a choice. Arms (structvpr.* defaults = the recipe; each arm change
   no_label      no label distillation (lambda_l = 0)
   no_alignment  no semantic alignment (lambda_a = 0)
   lever arms    cosine, relational, self_positives, linear_fade, cosine_fade, global_target,
-                pairs_alignment, units_only (see LEVER_ARMS)
+                pairs_alignment, units_only, weight_sum (see LEVER_ARMS)
 
 Writes `DIR/results.json` and `DIR/results.md` (and per seed `seed<S>/results.{json,md}`): test R@1/5/10
 at the best-val and the last checkpoint, the paired difference student - baseline, R@1 per query
@@ -59,6 +59,12 @@ LEVER_ARMS: dict[str, tuple[str, dict, dict, str]] = {
     "global_target": ("stage2-global-target", {}, {"distill_target": "global"}, "distil (and rank) g only"),
     "pairs_alignment": ("stage2-pairs-alignment", {"alignment": "pairs"}, {}, "alignment without negatives"),
     "units_only": ("stage2-units-only", {"label_distill": "units"}, {}, "label units only, no descriptor"),
+    "weight_sum": (
+        "stage2-weight-sum",
+        {"weight_normalization": "weight_sum"},
+        {},
+        "weighted losses divided by the batch's weight sum",
+    ),
 }
 ALL_ARMS = {**ARMS, **LEVER_ARMS}
 CONDITIONS = ("dusk", "night", "winter", "fog")
@@ -73,13 +79,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--segmenter", choices=("exact", "espnetv2"), default="exact")
     parser.add_argument("--stage1-steps", type=int, default=150)
     parser.add_argument("--stage1-lr", type=float, default=1e-3)
-    parser.add_argument("--stage2-steps", type=int, default=150)
+    parser.add_argument("--stage2-steps", type=int, default=300)
     parser.add_argument("--stage2-lr", type=float, default=3e-4)
     parser.add_argument("--epoch-steps", type=int, default=30, help="steps between two validations")
     parser.add_argument("--places-per-batch", type=int, default=8)
     parser.add_argument("--images-per-place", type=int, default=4)
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ALL_ARMS))
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="extra config overrides a.b=v")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)

@@ -14,6 +14,19 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--traceback", action="store_true", help="show the full traceback on error")
 
 
+def add_config_arguments(parser: argparse.ArgumentParser, config_help: str, set_example: str) -> None:
+    """`--config FILE` and repeatable `--set KEY=VALUE` (collected in `args.overrides`)."""
+    parser.add_argument("--config", help=config_help)
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config value, e.g. --set {set_example}",
+    )
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from structvpr.commands import add_common_arguments
+from structvpr.commands import add_common_arguments, add_config_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,15 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and weights; write partition.npz (ranks, groups, weights, sample paths, checkpoint "
         "sha256), groups.png, and the teacher cache Stage II reads.",
     )
-    parser.add_argument("--config", help="YAML config file (the one used for Stage I)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set structvpr.group_threshold_k=5",
-    )
+    add_config_arguments(parser, "YAML config file (the one used for Stage I)", "structvpr.group_threshold_k=5")
     parser.add_argument("--teacher", help="seg-branch model file (default <output_dir>/stage1-seg/model.pt)")
     parser.add_argument("--student", help="RGB model file (default <output_dir>/stage1-rgb/model.pt)")
     parser.add_argument("--output", help="output folder (default <output_dir>/partition)")

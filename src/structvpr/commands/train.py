@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from structvpr.commands import add_common_arguments
+from structvpr.commands import add_common_arguments, add_config_arguments
 
 # structvpr.train.pipeline.DEFAULT_ABLATIONS, spelled out so that argument parsing never imports torch
 # (a test checks that the two agree).
@@ -19,15 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train with a YAML config (see configs/) and dotted overrides. Lightning runs it: "
         "--devices/--strategy/--num-nodes/--accelerator make the same command run DDP.",
     )
-    parser.add_argument("--config", help="YAML config file (default: built-in defaults)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.epochs=3 (repeatable)",
-    )
+    add_config_arguments(parser, "YAML config file (default: built-in defaults)", "train.epochs=3 (repeatable)")
     parser.add_argument(
         "--stage",
         choices=("1", "2", "all"),

@@ -18,7 +18,7 @@ import argparse
 import itertools
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _session(path: Path) -> onnxruntime.InferenceSession:
+def single_thread_session(path: Path) -> onnxruntime.InferenceSession:
+    """An ONNX Runtime CPU session on one thread (intra and inter op), warnings silenced."""
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
@@ -76,6 +77,29 @@ def _describe(run: Callable[[torch.Tensor], np.ndarray], images: torch.Tensor) -
     return np.concatenate([run(images[i : i + 32]) for i in range(0, len(images), 32)])
 
 
+def imagenet_model(image_size: tuple[int, int]) -> torch.nn.Module:
+    """ImageNet EfficientNet-Lite0 + GeM at `image_size`, in eval mode."""
+    config = ModelConfig(backbone="efficientnet_lite0", aggregator="gem", pretrained=True, image_size=image_size)
+    return build_model(config).eval()
+
+
+Benchmark = tuple[str, list[Path], list[Path], list[np.ndarray], tuple[int, int]]
+
+
+def benchmark_datasets(corridor: Path | None, nordland: Path | None, frames: int) -> Iterator[Benchmark]:
+    """(name, map paths, query paths, positives per query, image size) of Corridor (query -> ref, its
+    ground-truth list, 320x240) and of Nordland winter -> summer over the first `frames` frames
+    (+/- 2 frames, 128x64); a None root is skipped."""
+    if corridor is not None:
+        dataset = open_dataset(corridor, allow_pickle=True)  # the VPR-Bench .npy is trusted
+        yield "Corridor", dataset.database_paths, dataset.query_paths, dataset.positives_per_query(), (240, 320)
+    if nordland is not None:
+        dataset = open_dataset(nordland, layout="sequence", database_folder="summer", query_folder="winter")
+        within_two = [np.arange(max(0, i - 2), min(frames, i + 3)) for i in range(frames)]
+        name = f"Nordland winter -> summer, frames 0-{frames}"
+        yield name, dataset.database_paths[:frames], dataset.query_paths[:frames], within_two, (64, 128)
+
+
 def bench_dataset(
     name: str,
     database_paths: list[Path],
@@ -85,16 +109,14 @@ def bench_dataset(
     args: argparse.Namespace,
 ) -> None:
     """Export, describe, time and print one dataset's rows (positives: map indices per query)."""
-    model = build_model(
-        ModelConfig(backbone="efficientnet_lite0", aggregator="gem", pretrained=True, image_size=image_size)
-    ).eval()
+    model = imagenet_model(image_size)
     transform = image_transform(image_size, model.config.mean, model.config.std)
     database = torch.stack([transform(load_rgb(p)) for p in database_paths])
     queries = torch.stack([transform(load_rgb(p)) for p in query_paths])
     with tempfile.TemporaryDirectory() as folder:
         fp32_path = Path(folder) / "fp32.onnx"
         export_model(model, fp32_path, "onnx", check_images=database[:7])
-        runners = {"PyTorch eager": _runner(model), "fp32 ONNX": _runner(_session(fp32_path))}
+        runners = {"PyTorch eager": _runner(model), "fp32 ONNX": _runner(single_thread_session(fp32_path))}
         for float_first, method, seed in itertools.product(args.float_first, args.calibration, args.seeds):
             label = f"int8 ONNX f{float_first} {method} s{seed}"
             int8_path = Path(folder) / f"int8_{len(runners)}.onnx"
@@ -108,7 +130,7 @@ def bench_dataset(
                 calibration_method=method,
                 seed=seed,
             )
-            runners[label] = _runner(_session(int8_path))
+            runners[label] = _runner(single_thread_session(int8_path))
         recall = {}
         for label, run in runners.items():
             predictions = np.argsort(-(_describe(run, queries) @ _describe(run, database).T), axis=1)[:, :1]
@@ -137,16 +159,8 @@ def bench_dataset(
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(1)
-    corridor = open_dataset(args.corridor, allow_pickle=True)  # the VPR-Bench .npy is trusted
-    positives = corridor.positives_per_query()
-    bench_dataset("Corridor", corridor.database_paths, corridor.query_paths, positives, (240, 320), args)
-    if args.nordland is not None:
-        frames = args.nordland_frames
-        nordland = open_dataset(args.nordland, layout="sequence", database_folder="summer", query_folder="winter")
-        within_two = [np.arange(max(0, i - 2), min(frames, i + 3)) for i in range(frames)]
-        name = f"Nordland winter -> summer, frames 0-{frames}"
-        database, queries = nordland.database_paths[:frames], nordland.query_paths[:frames]
-        bench_dataset(name, database, queries, within_two, (64, 128), args)
+    for benchmark in benchmark_datasets(args.corridor, args.nordland, args.nordland_frames):
+        bench_dataset(*benchmark, args)
     return 0
 
 

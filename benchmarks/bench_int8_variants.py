@@ -24,15 +24,14 @@ import numpy as np
 import onnx
 import onnxruntime
 import torch
+from bench_export import benchmark_datasets, imagenet_model, single_thread_session
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from structvpr.data.images import image_transform, load_rgb
-from structvpr.data.layouts import open_dataset
 from structvpr.evaluate.recall import recall_from_predictions
 from structvpr.export import export_model
 from structvpr.export_int8 import float_nodes, quantization_options, split_map_images
-from structvpr.model import ModelConfig, build_model
 
 Options = dict[str, Any]
 
@@ -112,26 +111,12 @@ class _Batches:
         return next(self._batches, None)
 
 
-def _session(path: Path) -> onnxruntime.InferenceSession:
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def _describe(session: onnxruntime.InferenceSession, images: np.ndarray) -> np.ndarray:
     return np.concatenate([session.run(None, {"images": images[i : i + 16]})[0] for i in range(0, len(images), 16)])
 
 
 def _mean_cosine(first: np.ndarray, second: np.ndarray) -> float:
     return float(np.mean(np.sum(first * second, axis=1)))  # both L2-normalised
-
-
-def imagenet_model(image_size: tuple[int, int]) -> torch.nn.Module:
-    """ImageNet EfficientNet-Lite0 + GeM at `image_size`, in eval mode."""
-    config = ModelConfig(backbone="efficientnet_lite0", aggregator="gem", pretrained=True, image_size=image_size)
-    return build_model(config).eval()
 
 
 def bench_dataset(
@@ -159,7 +144,7 @@ def bench_dataset(
         export_model(model, fp32_path, "onnx", check_images=torch.from_numpy(database[:7]))
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         graph = onnx.load(str(prepared)).graph
-        fp32 = _session(fp32_path)
+        fp32 = single_thread_session(fp32_path)
         database32, queries32 = _describe(fp32, database), _describe(fp32, queries)
         margins = _margins(queries32 @ database32.T, positives)
         print(
@@ -175,7 +160,7 @@ def bench_dataset(
             histogram = options["calibrate_method"] != CalibrationMethod.MinMax
             int8_path = Path(folder) / "int8.onnx"
             quantize_static(str(prepared), str(int8_path), _Batches(images, 1 if histogram else 8), **options)
-            int8 = _session(int8_path)
+            int8 = single_thread_session(int8_path)
             database8, queries8 = _describe(int8, database), _describe(int8, queries)
             speed = _speed_ratio(fp32, int8, database[:8], args.num_batches)
             print(
@@ -214,17 +199,9 @@ def _speed_ratio(
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(1)
-    if not args.no_corridor:
-        corridor = open_dataset(args.corridor, allow_pickle=True)  # the VPR-Bench .npy is trusted
-        positives = corridor.positives_per_query()
-        bench_dataset("Corridor", corridor.database_paths, corridor.query_paths, positives, (240, 320), args)
-    if args.nordland is not None:
-        frames = args.nordland_frames
-        nordland = open_dataset(args.nordland, layout="sequence", database_folder="summer", query_folder="winter")
-        within_two = [np.arange(max(0, i - 2), min(frames, i + 3)) for i in range(frames)]
-        name = f"Nordland winter -> summer, frames 0-{frames}"
-        database, queries = nordland.database_paths[:frames], nordland.query_paths[:frames]
-        bench_dataset(name, database, queries, within_two, (64, 128), args)
+    corridor = None if args.no_corridor else args.corridor
+    for benchmark in benchmark_datasets(corridor, args.nordland, args.nordland_frames):
+        bench_dataset(*benchmark, args)
     return 0
 
 

@@ -31,7 +31,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from structvpr.data.images import image_transform, load_rgb
 from structvpr.evaluate.recall import recall_from_predictions
 from structvpr.export import export_model
-from structvpr.export_int8 import float_nodes, quantization_options, split_map_images
+from structvpr.export_int8 import CalibrationBatches, float_nodes, quantization_options, split_map_images
 
 Options = dict[str, Any]
 
@@ -101,16 +101,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-class _Batches:
-    """CalibrationDataReader; equal batches of 1 for the histogram methods (they stack batches)."""
-
-    def __init__(self, images: np.ndarray, batch_size: int) -> None:
-        self._batches = iter([{"images": images[i : i + batch_size]} for i in range(0, len(images), batch_size)])
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._batches, None)
-
-
 def _describe(session: onnxruntime.InferenceSession, images: np.ndarray) -> np.ndarray:
     return np.concatenate([session.run(None, {"images": images[i : i + 16]})[0] for i in range(0, len(images), 16)])
 
@@ -157,9 +147,9 @@ def bench_dataset(
             options = quantization_options(graph, float_first=1)
             change(graph, options)
             images = np.concatenate([database[calibration], queries]) if with_queries else database[calibration]
-            histogram = options["calibrate_method"] != CalibrationMethod.MinMax
+            batches = CalibrationBatches(torch.from_numpy(images), options["calibrate_method"])
             int8_path = Path(folder) / "int8.onnx"
-            quantize_static(str(prepared), str(int8_path), _Batches(images, 1 if histogram else 8), **options)
+            quantize_static(str(prepared), str(int8_path), batches, **options)
             int8 = single_thread_session(int8_path)
             database8, queries8 = _describe(int8, database), _describe(int8, queries)
             speed = _speed_ratio(fp32, int8, database[:8], args.num_batches)

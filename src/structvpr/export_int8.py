@@ -129,13 +129,17 @@ class Int8Report:
         return f"exported int8 onnx to {self.path}: {self.check.summary()}"
 
 
-class _CalibrationBatches:
-    """onnxruntime CalibrationDataReader over preprocessed images float32 [N, 3, H, W].
+class CalibrationBatches:
+    """onnxruntime CalibrationDataReader over preprocessed images float32 [N, 3, H, W], for the
+    `calibrate_method` of `quantization_options`.
 
-    batch_size 1 for the histogram methods: they stack every batch's activations, so all batches
-    must have the same size."""
+    Batches of CALIBRATION_BATCH for MinMax, of 1 for the histogram methods: they stack every
+    batch's activations, so all batches must have the same size."""
 
-    def __init__(self, images: torch.Tensor, batch_size: int = CALIBRATION_BATCH) -> None:
+    def __init__(self, images: torch.Tensor, calibrate_method: Any) -> None:
+        from onnxruntime.quantization import CalibrationMethod
+
+        batch_size = CALIBRATION_BATCH if calibrate_method == CalibrationMethod.MinMax else 1
         self._batches = iter(
             [{INPUT_NAME: images[i : i + batch_size].numpy()} for i in range(0, len(images), batch_size)]
         )
@@ -226,7 +230,7 @@ def export_int8_onnx(
         # shape inference is enough for quantisation.
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         options = quantization_options(onnx.load(str(prepared)).graph, reduce_range, float_first, calibration_method)
-        batches = _CalibrationBatches(images[calibration], CALIBRATION_BATCH if calibration_method == "minmax" else 1)
+        batches = CalibrationBatches(images[calibration], options["calibrate_method"])
         quantize_static(str(prepared), str(int8_path), batches, **options)
         check = compare_int8(_session(fp32_path), _session(int8_path), images[calibration], images[held_out])
         print(check.summary())

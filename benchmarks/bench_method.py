@@ -1,7 +1,7 @@
 """The equal-step protocol of issue 12: does distillation beat a converged RGB baseline?
 
     python benchmarks/bench_method.py --seeds 0 1 2 [--places 400] [--town-seed 0]
-        [--segmenter exact|espnetv2] [--arms baseline student no_weights ...] --out DIR
+        [--segmenter exact|espnetv2] [--label-noise F] [--arms baseline student no_weights ...] --out DIR
 
 Per seed, in `DIR/seed<S>/`: Stage I trains both branches (RGB and the seg teacher) for the same
 steps at a learning rate where they plateau on val; the partition ranks the teacher with the
@@ -14,7 +14,7 @@ looked at for a choice. Arms (structvpr.* defaults = the recipe; each arm change
   no_weights    every sample weight 1
   no_label      no label distillation (lambda_l = 0)
   no_alignment  no semantic alignment (lambda_a = 0)
-  lever arms    cosine, relational, self_positives, linear_fade, cosine_fade, global_target,
+  lever arms    cosine, cosine_no_weights, relational, self_positives, linear_fade, cosine_fade, global_target,
                 pairs_alignment, units_only, weight_sum (see LEVER_ARMS)
 
 Writes `DIR/results.json` and `DIR/results.md` (and per seed `seed<S>/results.{json,md}`): test R@1/5/10
@@ -52,6 +52,12 @@ ARMS: dict[str, tuple[str, dict, dict, str]] = {
 }
 LEVER_ARMS: dict[str, tuple[str, dict, dict, str]] = {
     "cosine": ("stage2-cosine", {"distill_loss": "cosine", "always_project": True}, {}, "1 - cos(P s, t)"),
+    "cosine_no_weights": (
+        "stage2-cosine-no-weights",
+        {"distill_loss": "cosine", "always_project": True, "uniform_weights": True},
+        {},
+        "1 - cos(P s, t), all sample weights 1",
+    ),
     "relational": ("stage2-relational", {"distill_loss": "relational"}, {}, "in-batch similarity KL"),
     "self_positives": ("stage2-self-positives", {"contrastive_positives": "self"}, {}, "InfoNCE, own row only"),
     "linear_fade": ("stage2-linear-fade", {"distill_schedule": "linear_fade"}, {}, "lambda_g, lambda_l 1 -> 0"),
@@ -77,6 +83,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--town-seed", type=int, default=0)
     parser.add_argument("--image-size", type=int, nargs=2, default=[96, 128], metavar=("H", "W"))
     parser.add_argument("--segmenter", choices=("exact", "espnetv2"), default="exact")
+    parser.add_argument(
+        "--label-noise",
+        type=float,
+        default=0.0,
+        help="fraction of the night and fog images whose label map is replaced by another place's "
+        "(a simulated segmenter failure; structvpr.data.label_noise)",
+    )
     parser.add_argument("--stage1-steps", type=int, default=150)
     parser.add_argument("--stage1-lr", type=float, default=1e-3)
     parser.add_argument("--stage2-steps", type=int, default=300)
@@ -147,14 +160,23 @@ def build_town(args: argparse.Namespace, out: Path) -> Path:
     from structvpr.data.synth import generate_town
 
     town = out / "town"
-    done = out / f"town-{args.segmenter}.done"
+    noise = f"-noise{args.label_noise:g}" if args.label_noise else ""
+    done = out / f"town-{args.segmenter}{noise}.done"
     if done.is_file():
         return town
-    generate_town(town, args.places, seed=args.town_seed, image_size=tuple(args.image_size), progress=False)
+    rendered = out / "town-rendered.done"  # lets a --label-noise run reuse a rendered exact-label town
+    if not (args.segmenter == "exact" and rendered.is_file()):
+        generate_town(town, args.places, seed=args.town_seed, image_size=tuple(args.image_size), progress=False)
+        atomic_write_text(rendered, "")
     if args.segmenter != "exact":
         from structvpr.demo import replace_labels_with_segmenter
 
         print(replace_labels_with_segmenter(town, args.segmenter, tuple(args.image_size)), flush=True)
+    if args.label_noise:
+        from structvpr.data.label_noise import corrupt_town_labels
+
+        record = corrupt_town_labels(town, args.label_noise, seed=args.town_seed)
+        print(f"label noise: {len(record['replaced'])} night/fog label maps replaced by another place's", flush=True)
     atomic_write_text(done, json.dumps({"places": args.places, "town_seed": args.town_seed}))
     return town
 
@@ -350,13 +372,19 @@ def seed_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def noise_words(args: argparse.Namespace) -> str:
+    """' with F of the night/fog label maps from another place' when --label-noise F is set."""
+    return f" with {args.label_noise:g} of the night/fog label maps from another place" if args.label_noise else ""
+
+
 def summary_markdown(args: argparse.Namespace, results: list[dict]) -> str:
     """Arms x seeds test R@1 (best-val checkpoint), mean, and the paired gains."""
     seeds = [r["seed"] for r in results]
     lines = [
         f"## bench_method: town seed {args.town_seed}, {args.places} places at "
         f"{args.image_size[0]}x{args.image_size[1]}, "
-        f"{args.segmenter} labels; Stage I {args.stage1_steps} steps lr {args.stage1_lr:g}, every Stage II arm "
+        f"{args.segmenter} labels{noise_words(args)}; Stage I {args.stage1_steps} steps lr {args.stage1_lr:g}, "
+        "every Stage II arm "
         f"{args.stage2_steps} steps lr {args.stage2_lr:g}; test R@1 at the best-val checkpoint",
         "",
         "Command: `python benchmarks/bench_method.py " + " ".join(sys.argv[1:]) + "`",

@@ -69,3 +69,11 @@ def test_same_settings_again_change_nothing_and_other_settings_are_refused(town:
         corrupt_town_labels(town, 0.25, seed=1)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         corrupt_town_labels(town, 1.5)
+
+
+def test_a_condition_the_town_lacks_is_refused_before_anything_changes(town: Path) -> None:
+    before = {p: p.read_bytes() for p in town.rglob("*.png")}
+    with pytest.raises(ValueError, match=r"no images in condition\(s\) \['nigth'\]"):
+        corrupt_town_labels(town, 0.5, conditions=("nigth", "fog"))
+    assert {p: p.read_bytes() for p in town.rglob("*.png")} == before
+    assert not (town / NOISE_RECORD).exists()

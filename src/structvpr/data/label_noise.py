@@ -43,8 +43,9 @@ def corrupt_town_labels(
 
     Returns (and writes to `<town>/label_noise.json`) {"fraction", "conditions", "seed",
     "replaced": {image path: source image path}}; a second call with the same settings returns the
-    record and changes nothing. ValueError for a fraction outside [0, 1] or a town already corrupted
-    with other settings; FileNotFoundError naming a missing label map.
+    record and changes nothing. ValueError for a fraction outside [0, 1], a condition the town does
+    not have, or a town already corrupted with other settings; FileNotFoundError naming a missing
+    label map.
     """
     town = Path(town_dir)
     if not 0.0 <= fraction <= 1.0:
@@ -60,6 +61,10 @@ def corrupt_town_labels(
         )
     with open(town / "metadata.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
+    known = sorted({row["condition"] for row in rows})
+    unknown = sorted(set(conditions) - set(known))
+    if unknown:
+        raise ValueError(f"{town}: no images in condition(s) {unknown}; the town has {known}")
     by_split: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         by_split[row["split"]].append(row)

@@ -62,7 +62,8 @@ def single_thread_session(path: Path) -> onnxruntime.InferenceSession:
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _runner(model: torch.nn.Module | onnxruntime.InferenceSession) -> Callable[[torch.Tensor], np.ndarray]:
+def runner(model: torch.nn.Module | onnxruntime.InferenceSession) -> Callable[[torch.Tensor], np.ndarray]:
+    """A function batch [B, 3, H, W] -> descriptors [B, D] for a PyTorch model or an ONNX session."""
     if isinstance(model, torch.nn.Module):
 
         def run_eager(batch: torch.Tensor) -> np.ndarray:
@@ -73,14 +74,48 @@ def _runner(model: torch.nn.Module | onnxruntime.InferenceSession) -> Callable[[
     return lambda batch: model.run(None, {"images": batch.numpy()})[0]
 
 
-def _describe(run: Callable[[torch.Tensor], np.ndarray], images: torch.Tensor) -> np.ndarray:
+def describe(run: Callable[[torch.Tensor], np.ndarray], images: torch.Tensor) -> np.ndarray:
+    """Descriptors of `images` from `run`, in batches of 32."""
     return np.concatenate([run(images[i : i + 32]) for i in range(0, len(images), 32)])
+
+
+def top1_recall(database: np.ndarray, queries: np.ndarray, positives: list[np.ndarray]) -> float:
+    """Fraction of queries whose most similar map image (dot product) is one of their positives."""
+    predictions = np.argmax(queries @ database.T, axis=1)[:, None]
+    return recall_from_predictions(predictions, positives, (1,)).recalls[1]
+
+
+def interleaved_seconds(
+    runners: dict[str, Callable[[torch.Tensor], np.ndarray]], batch: torch.Tensor, batches: int
+) -> dict[str, float]:
+    """Seconds each runner spends on `batches` runs of `batch`, all runners interleaved batch by batch
+    (so other load affects them alike), after one warm-up run each."""
+    seconds = dict.fromkeys(runners, 0.0)
+    for run in runners.values():
+        run(batch)
+    for _ in range(batches):
+        for label, run in runners.items():
+            start = time.perf_counter()
+            run(batch)
+            seconds[label] += time.perf_counter() - start
+    return seconds
 
 
 def imagenet_model(image_size: tuple[int, int]) -> torch.nn.Module:
     """ImageNet EfficientNet-Lite0 + GeM at `image_size`, in eval mode."""
     config = ModelConfig(backbone="efficientnet_lite0", aggregator="gem", pretrained=True, image_size=image_size)
     return build_model(config).eval()
+
+
+def load_benchmark(
+    database_paths: list[Path], query_paths: list[Path], image_size: tuple[int, int]
+) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """(ImageNet model at `image_size`, map images, query images), the images as model-ready tensors."""
+    model = imagenet_model(image_size)
+    transform = image_transform(image_size, model.config.mean, model.config.std)
+    database = torch.stack([transform(load_rgb(p)) for p in database_paths])
+    queries = torch.stack([transform(load_rgb(p)) for p in query_paths])
+    return model, database, queries
 
 
 Benchmark = tuple[str, list[Path], list[Path], list[np.ndarray], tuple[int, int]]
@@ -109,14 +144,11 @@ def bench_dataset(
     args: argparse.Namespace,
 ) -> None:
     """Export, describe, time and print one dataset's rows (positives: map indices per query)."""
-    model = imagenet_model(image_size)
-    transform = image_transform(image_size, model.config.mean, model.config.std)
-    database = torch.stack([transform(load_rgb(p)) for p in database_paths])
-    queries = torch.stack([transform(load_rgb(p)) for p in query_paths])
+    model, database, queries = load_benchmark(database_paths, query_paths, image_size)
     with tempfile.TemporaryDirectory() as folder:
         fp32_path = Path(folder) / "fp32.onnx"
         export_model(model, fp32_path, "onnx", check_images=database[:7])
-        runners = {"PyTorch eager": _runner(model), "fp32 ONNX": _runner(single_thread_session(fp32_path))}
+        runners = {"PyTorch eager": runner(model), "fp32 ONNX": runner(single_thread_session(fp32_path))}
         for float_first, method, seed in itertools.product(args.float_first, args.calibration, args.seeds):
             label = f"int8 ONNX f{float_first} {method} s{seed}"
             int8_path = Path(folder) / f"int8_{len(runners)}.onnx"
@@ -130,20 +162,12 @@ def bench_dataset(
                 calibration_method=method,
                 seed=seed,
             )
-            runners[label] = _runner(single_thread_session(int8_path))
-        recall = {}
-        for label, run in runners.items():
-            predictions = np.argsort(-(_describe(run, queries) @ _describe(run, database).T), axis=1)[:, :1]
-            recall[label] = recall_from_predictions(predictions, positives, (1,)).recalls[1]
-        batch = database[:8].contiguous()
-        seconds = dict.fromkeys(runners, 0.0)
-        for run in runners.values():
-            run(batch)  # warm-up
-        for _ in range(args.num_batches):
-            for label, run in runners.items():
-                start = time.perf_counter()
-                run(batch)
-                seconds[label] += time.perf_counter() - start
+            runners[label] = runner(single_thread_session(int8_path))
+        recall = {
+            label: top1_recall(describe(run, database), describe(run, queries), positives)
+            for label, run in runners.items()
+        }
+        seconds = interleaved_seconds(runners, database[:8].contiguous(), args.num_batches)
     rates = {label: 8 * args.num_batches / value for label, value in seconds.items()}
     print(
         f"{name}: {len(queries)} queries, {len(database)} map images, "

@@ -15,21 +15,25 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime
 import torch
-from bench_export import benchmark_datasets, imagenet_model, single_thread_session
+from bench_export import (
+    benchmark_datasets,
+    describe,
+    interleaved_seconds,
+    load_benchmark,
+    runner,
+    single_thread_session,
+    top1_recall,
+)
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from structvpr.data.images import image_transform, load_rgb
-from structvpr.evaluate.recall import recall_from_predictions
 from structvpr.export import export_model
 from structvpr.export_int8 import CalibrationBatches, float_nodes, quantization_options, split_map_images
 
@@ -101,10 +105,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _describe(session: onnxruntime.InferenceSession, images: np.ndarray) -> np.ndarray:
-    return np.concatenate([session.run(None, {"images": images[i : i + 16]})[0] for i in range(0, len(images), 16)])
-
-
 def _mean_cosine(first: np.ndarray, second: np.ndarray) -> float:
     return float(np.mean(np.sum(first * second, axis=1)))  # both L2-normalised
 
@@ -118,24 +118,20 @@ def bench_dataset(
     args: argparse.Namespace,
 ) -> None:
     """Quantise, describe, time and print one dataset's variants (positives: map indices per query)."""
-    model = imagenet_model(image_size)
-    transform = image_transform(image_size, model.config.mean, model.config.std)
-    database = torch.stack([transform(load_rgb(p)) for p in database_paths]).numpy()
-    queries = torch.stack([transform(load_rgb(p)) for p in query_paths]).numpy()
+    model, database, queries = load_benchmark(database_paths, query_paths, image_size)
     calibration, held_out = split_map_images(len(database), 0.25, 0)
 
     def recall_at_1(database_descriptors: np.ndarray, query_descriptors: np.ndarray) -> float:
-        predictions = np.argmax(query_descriptors @ database_descriptors.T, axis=1)[:, None]
-        return 100 * recall_from_predictions(predictions, positives, (1,)).recalls[1]
+        return 100 * top1_recall(database_descriptors, query_descriptors, positives)
 
     print(f"{name}: {len(queries)} queries, {len(database)} map images, {image_size[1]}x{image_size[0]}")
     with tempfile.TemporaryDirectory() as folder:
         fp32_path, prepared = Path(folder) / "fp32.onnx", Path(folder) / "prepared.onnx"
-        export_model(model, fp32_path, "onnx", check_images=torch.from_numpy(database[:7]))
+        export_model(model, fp32_path, "onnx", check_images=database[:7])
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         graph = onnx.load(str(prepared)).graph
-        fp32 = single_thread_session(fp32_path)
-        database32, queries32 = _describe(fp32, database), _describe(fp32, queries)
+        fp32 = runner(single_thread_session(fp32_path))
+        database32, queries32 = describe(fp32, database), describe(fp32, queries)
         margins = _margins(queries32 @ database32.T, positives)
         print(
             f"  fp32 ONNX R@1 {recall_at_1(database32, queries32):.1f}; queries whose best positive and best "
@@ -146,13 +142,14 @@ def bench_dataset(
             change, with_queries = VARIANTS[variant]
             options = quantization_options(graph, float_first=1)
             change(graph, options)
-            images = np.concatenate([database[calibration], queries]) if with_queries else database[calibration]
-            batches = CalibrationBatches(torch.from_numpy(images), options["calibrate_method"])
+            images = torch.cat([database[calibration], queries]) if with_queries else database[calibration]
+            batches = CalibrationBatches(images, options["calibrate_method"])
             int8_path = Path(folder) / "int8.onnx"
             quantize_static(str(prepared), str(int8_path), batches, **options)
-            int8 = single_thread_session(int8_path)
-            database8, queries8 = _describe(int8, database), _describe(int8, queries)
-            speed = _speed_ratio(fp32, int8, database[:8], args.num_batches)
+            int8 = runner(single_thread_session(int8_path))
+            database8, queries8 = describe(int8, database), describe(int8, queries)
+            seconds = interleaved_seconds({"fp32": fp32, "int8": int8}, database[:8].contiguous(), args.num_batches)
+            speed = seconds["fp32"] / seconds["int8"]
             print(
                 f"  {variant:52s} R@1 {recall_at_1(database8, queries8):5.1f}  cosine held-out "
                 f"{_mean_cosine(database8[held_out], database32[held_out]):.4f} queries "
@@ -169,21 +166,6 @@ def _margins(similarity: np.ndarray, positives: list[np.ndarray]) -> np.ndarray:
         negative[positives[query]] = False
         margins[query] = row[positives[query]].max() - row[negative].max()
     return margins
-
-
-def _speed_ratio(
-    fp32: onnxruntime.InferenceSession, int8: onnxruntime.InferenceSession, batch: np.ndarray, batches: int
-) -> float:
-    """fp32 seconds / int8 seconds over `batches` interleaved runs of `batch` (after one warm-up each)."""
-    seconds = [0.0, 0.0]
-    for session in (fp32, int8):
-        session.run(None, {"images": batch})
-    for _ in range(batches):
-        for number, session in enumerate((fp32, int8)):
-            start = time.perf_counter()
-            session.run(None, {"images": batch})
-            seconds[number] += time.perf_counter() - start
-    return seconds[0] / seconds[1]
 
 
 def main(argv: list[str] | None = None) -> int:

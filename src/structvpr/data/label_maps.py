@@ -37,6 +37,13 @@ def label_path_for(image_path: str | Path) -> Path:
     return folder.with_name(folder.name + LABEL_FOLDER_SUFFIX) / (image_path.stem + ".png")
 
 
+def exact_label_path(label_path: str | Path) -> Path:
+    """Where the town's exact map goes when other labels replace it (a segmenter's, or simulated
+    noise): `.../queries_labels/x.png` -> `.../queries_labels_exact/x.png`."""
+    label_path = Path(label_path)
+    return label_path.parent.with_name(label_path.parent.name + "_exact") / label_path.name
+
+
 def read_label_map(
     path: str | Path, expected_hw: Sequence[int] | None = None, image_path: str | Path | None = None
 ) -> np.ndarray:

@@ -19,19 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
+from structvpr.data.label_maps import exact_label_path
+from structvpr.data.training_set import METADATA_FILE
 from structvpr.io_utils import atomic_write_bytes, atomic_write_text
 
 NOISE_RECORD = "label_noise.json"
 
 
-def _exact_copy_path(label_path: Path) -> Path:
-    """`.../queries_labels/x.png` -> `.../queries_labels_exact/x.png`."""
-    return label_path.parent.with_name(label_path.parent.name + "_exact") / label_path.name
-
-
 def _exact_map(label_path: Path) -> Path:
     """The exact map of `label_path`: its moved-aside copy when there is one."""
-    exact = _exact_copy_path(label_path)
+    exact = exact_label_path(label_path)
     return exact if exact.is_file() else label_path
 
 
@@ -59,7 +56,7 @@ def corrupt_town_labels(
             f"{record_path}: the labels of {town} were already corrupted with fraction {done['fraction']}, "
             f"conditions {done['conditions']}, seed {done['seed']}; render the town again for other settings"
         )
-    with open(town / "metadata.csv", newline="", encoding="utf-8") as handle:
+    with open(town / METADATA_FILE, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     known = sorted({row["condition"] for row in rows})
     unknown = sorted(set(conditions) - set(known))
@@ -88,7 +85,7 @@ def corrupt_town_labels(
     sources = {label_of[image]: _exact_map(town / label_of[source]).read_bytes() for image, source in replaced.items()}
     for path, data in sources.items():
         label = town / path
-        exact = _exact_copy_path(label)
+        exact = exact_label_path(label)
         if not exact.is_file():
             exact.parent.mkdir(parents=True, exist_ok=True)
             os.replace(label, exact)  # a rename: a hard-linked copy of the town keeps its exact map

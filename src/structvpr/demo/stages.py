@@ -32,7 +32,7 @@ def replace_labels_with_segmenter(
 ) -> str:
     """Move the town's exact label maps to `<folder>_labels_exact/` and write the network's maps in
     their place (`<folder>_labels/`), so training sees what a real segmenter gives. Returns a summary."""
-    from structvpr.data.label_maps import label_path_for
+    from structvpr.data.label_maps import exact_label_path, label_path_for
     from structvpr.data.layouts import open_dataset
     from structvpr.segment.cache import build_label_cache
     from structvpr.segment.segmenters import build_segmenter
@@ -44,7 +44,7 @@ def replace_labels_with_segmenter(
     for path in paths:
         label = label_path_for(path)
         if label.is_file():
-            exact = label.parent.with_name(label.parent.name + "_exact") / label.name
+            exact = exact_label_path(label)
             exact.parent.mkdir(parents=True, exist_ok=True)
             label.replace(exact)
     segmenter = build_segmenter(segmenter_name, device=device, input_size=network_input_size(image_size))

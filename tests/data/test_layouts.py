@@ -241,6 +241,7 @@ def test_plain_folder_is_unlabelled(tmp_path: Path) -> None:
         write_image(tmp_path / "photos" / f"img_{i}.jpg")
     write_image(tmp_path / "photos" / "sub" / "deeper.png")
     write_image(tmp_path / "photos" / "sub_labels" / "deeper.png")
+    write_image(tmp_path / "photos" / "sub_labels_exact" / "deeper.png")  # a relabelled town's exact maps
     assert detect_layout(tmp_path / "photos") == "folder"
     dataset = open_dataset(tmp_path / "photos")
     assert dataset.num_database == 4 and dataset.num_queries == 0 and not dataset.is_labelled

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from structvpr.data.cityscapes import IGNORE_ID, NUM_CITYSCAPES_CLASSES
-from structvpr.data.listing import LABEL_FOLDER_SUFFIX
+from structvpr.data.listing import EXACT_LABEL_FOLDER_SUFFIX, LABEL_FOLDER_SUFFIX
 from structvpr.data.place_dataset import DatasetError, printable_path
 from structvpr.io_utils import atomic_write_bytes
 
@@ -41,7 +41,9 @@ def exact_label_path(label_path: str | Path) -> Path:
     """Where the town's exact map goes when other labels replace it (a segmenter's, or simulated
     noise): `.../queries_labels/x.png` -> `.../queries_labels_exact/x.png`."""
     label_path = Path(label_path)
-    return label_path.parent.with_name(label_path.parent.name + "_exact") / label_path.name
+    labels_folder = label_path.parent
+    image_folder_name = labels_folder.name.removesuffix(LABEL_FOLDER_SUFFIX)
+    return labels_folder.with_name(image_folder_name + EXACT_LABEL_FOLDER_SUFFIX) / label_path.name
 
 
 def read_label_map(

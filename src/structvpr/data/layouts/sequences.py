@@ -21,7 +21,7 @@ from structvpr.data.layouts._common import (
     require_nonempty,
     resolve_user_path,
 )
-from structvpr.data.listing import IMAGE_SUFFIXES, LABEL_FOLDER_SUFFIX, list_images
+from structvpr.data.listing import IMAGE_SUFFIXES, is_label_folder, list_images
 from structvpr.data.place_dataset import DatasetError, PlaceDataset
 
 FRAME_SPACING_M = 25.0 / 10.5
@@ -34,9 +34,7 @@ def _image_folders(root: Path) -> list[Path]:
     return sorted(
         p
         for p in root.iterdir()
-        if p.is_dir()
-        and not p.name.endswith(LABEL_FOLDER_SUFFIX)
-        and any(c.suffix.lower() in IMAGE_SUFFIXES for c in p.iterdir())
+        if p.is_dir() and not is_label_folder(p.name) and any(c.suffix.lower() in IMAGE_SUFFIXES for c in p.iterdir())
     )
 
 

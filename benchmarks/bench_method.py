@@ -15,7 +15,7 @@ looked at for a choice. Arms (structvpr.* defaults = the recipe; each arm change
   no_label      no label distillation (lambda_l = 0)
   no_alignment  no semantic alignment (lambda_a = 0)
   lever arms    cosine, cosine_no_weights, relational, self_positives, linear_fade, cosine_fade, global_target,
-                pairs_alignment, units_only, weight_sum (see LEVER_ARMS)
+                pairs_alignment, units_only, weight_sum, g2_full, smooth (see LEVER_ARMS)
 
 Writes `DIR/results.json` and `DIR/results.md` (and per seed `seed<S>/results.{json,md}`): test R@1/5/10
 at the best-val and the last checkpoint, the paired difference student - baseline, R@1 per query
@@ -71,7 +71,17 @@ LEVER_ARMS: dict[str, tuple[str, dict, dict, str]] = {
         {},
         "weighted losses divided by the batch's weight sum",
     ),
+    "g2_full": (
+        "stage2-g2-full",
+        {},
+        {"group_weights": [2.0, 1.0, 0.5, 0.0]},
+        "group weights 2 / 1 / 0.5 / 0 (the paper's ratios, G2 at uniform strength)",
+    ),
+    "smooth": ("stage2-smooth", {}, {"weight_function": "smooth"}, "w = sigmoid(log r_S - log r_T)"),
 }
+# structvpr fields that change the partition (its ranks, groups or weights): an arm that changes one
+# gets its own partition folder.
+PARTITION_FIELDS = ("distill_target", "group_threshold_k", "weight_function", "group_weights", "smooth_temperature")
 ALL_ARMS = {**ARMS, **LEVER_ARMS}
 CONDITIONS = ("dusk", "night", "winter", "fog")
 
@@ -250,6 +260,30 @@ def val_curve(run_dir: Path) -> list[float]:
     return [round(100 * entry["recalls"]["1"], 2) for entry in history]
 
 
+def partition_changes(changes: dict) -> dict:
+    """The part of an arm's structvpr changes that changes the partition."""
+    return {key: value for key, value in changes.items() if key in PARTITION_FIELDS}
+
+
+def unique_partition_changes(arms) -> list[dict]:
+    """The distinct partitions the arms need ({} = the recipe's), each once, in a fixed order."""
+    unique: dict[str, dict] = {}
+    for _, _, changes, _ in arms:
+        chosen = partition_changes(changes)
+        unique.setdefault(partition_folder_name(chosen), chosen)
+    return [unique[name] for name in sorted(unique)]
+
+
+def partition_folder_name(changes: dict) -> str:
+    """'partition' for the recipe's partition, else 'partition-' + the changed values."""
+    if not changes:
+        return "partition"
+    values = (
+        "_".join(f"{v:g}" for v in value) if isinstance(value, list) else str(value) for value in changes.values()
+    )
+    return "partition-" + "-".join(values)
+
+
 def run_seed(args: argparse.Namespace, town: Path, out: Path, seed: int) -> dict:
     """Everything for one seed; every finished piece is reused."""
     from structvpr.model.model_file import load_model_file
@@ -270,23 +304,17 @@ def run_seed(args: argparse.Namespace, town: Path, out: Path, seed: int) -> dict
             timer.run(f"stage1-{branch}", run_stage1, resuming_if_started(config, run_dir), branch)
     stage1_rgb = root / "stage1-rgb" / "model.pt"
     arms = {name: ALL_ARMS[name] for name in args.arms}
-    targets = sorted(
-        {changes.get("distill_target", config.structvpr.distill_target) for _, _, changes, _ in arms.values()}
-    )
-    for target in targets:
-        folder = root / ("partition" if target == config.structvpr.distill_target else f"partition-{target}")
+    for changes in unique_partition_changes(arms.values()):
+        folder = root / partition_folder_name(changes)
         if not (folder / "teacher_cache" / "cache.json").is_file():
-            target_config = dataclasses.replace(
-                config, structvpr=dataclasses.replace(config.structvpr, distill_target=target)
-            )
-            timer.run(f"partition-{target}", run_partition, target_config, output_dir=folder)
+            partition_config = dataclasses.replace(config, structvpr=dataclasses.replace(config.structvpr, **changes))
+            timer.run(folder.name, run_partition, partition_config, output_dir=folder)
     for run_name, overrides, changes, _ in arms.values():
         run_dir = root / run_name
         if (run_dir / "model.pt").is_file():
             continue
         arm_config = dataclasses.replace(config, structvpr=dataclasses.replace(config.structvpr, **changes))
-        target = arm_config.structvpr.distill_target
-        folder = root / ("partition" if target == config.structvpr.distill_target else f"partition-{target}")
+        folder = root / partition_folder_name(partition_changes(changes))
         timer.run(
             run_name,
             run_stage2,

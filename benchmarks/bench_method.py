@@ -27,7 +27,6 @@ and the val curves. Every finished piece is kept on disk, so a killed run contin
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import sys
@@ -193,8 +192,11 @@ def build_town(args: argparse.Namespace, out: Path) -> Path:
 
 def query_conditions(town: Path, dataset) -> list[str]:
     """Condition of every query of `dataset` (from the town's metadata.csv)."""
-    with open(town / "metadata.csv", newline="", encoding="utf-8") as handle:
-        by_path = {str((town / row["path"]).resolve()): row["condition"] for row in csv.DictReader(handle)}
+    from structvpr.data.layouts._common import read_csv_rows
+    from structvpr.data.training_set import METADATA_FILE
+
+    rows = read_csv_rows(town / METADATA_FILE, ["path", "condition"])
+    by_path = {str((town / row["path"]).resolve()): row["condition"] for row in rows}
     return [by_path[str(Path(path).resolve())] for path in dataset.query_paths]
 
 
@@ -265,13 +267,17 @@ def partition_changes(changes: dict) -> dict:
     return {key: value for key, value in changes.items() if key in PARTITION_FIELDS}
 
 
-def unique_partition_changes(arms) -> list[dict]:
-    """The distinct partitions the arms need ({} = the recipe's), each once, in a fixed order."""
-    unique: dict[str, dict] = {}
-    for _, _, changes, _ in arms:
-        chosen = partition_changes(changes)
-        unique.setdefault(partition_folder_name(chosen), chosen)
-    return [unique[name] for name in sorted(unique)]
+def partitions_needed(arms) -> dict[str, dict]:
+    """Folder name -> partition changes ({} = the recipe's) of every partition the arms need, once each,
+    in name order."""
+    chosen = [partition_changes(changes) for _, _, changes, _ in arms]
+    needed = {partition_folder_name(changes): changes for changes in chosen}
+    return dict(sorted(needed.items()))
+
+
+def with_structvpr_changes(config: Config, changes: dict) -> Config:
+    """`config` with `changes` applied to its structvpr section."""
+    return dataclasses.replace(config, structvpr=dataclasses.replace(config.structvpr, **changes))
 
 
 def partition_folder_name(changes: dict) -> str:
@@ -304,21 +310,19 @@ def run_seed(args: argparse.Namespace, town: Path, out: Path, seed: int) -> dict
             timer.run(f"stage1-{branch}", run_stage1, resuming_if_started(config, run_dir), branch)
     stage1_rgb = root / "stage1-rgb" / "model.pt"
     arms = {name: ALL_ARMS[name] for name in args.arms}
-    for changes in unique_partition_changes(arms.values()):
-        folder = root / partition_folder_name(changes)
+    for name, changes in partitions_needed(arms.values()).items():
+        folder = root / name
         if not (folder / "teacher_cache" / "cache.json").is_file():
-            partition_config = dataclasses.replace(config, structvpr=dataclasses.replace(config.structvpr, **changes))
-            timer.run(folder.name, run_partition, partition_config, output_dir=folder)
+            timer.run(name, run_partition, with_structvpr_changes(config, changes), output_dir=folder)
     for run_name, overrides, changes, _ in arms.values():
         run_dir = root / run_name
         if (run_dir / "model.pt").is_file():
             continue
-        arm_config = dataclasses.replace(config, structvpr=dataclasses.replace(config.structvpr, **changes))
         folder = root / partition_folder_name(partition_changes(changes))
         timer.run(
             run_name,
             run_stage2,
-            resuming_if_started(arm_config, run_dir),
+            resuming_if_started(with_structvpr_changes(config, changes), run_dir),
             run_name,
             cache_dir=folder / "teacher_cache",
             init_model=stage1_rgb,

@@ -10,7 +10,6 @@ weighting of the offline partition exists for exactly these samples (teacher wro
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections import defaultdict
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from structvpr.data.label_maps import exact_label_path
+from structvpr.data.layouts._common import read_csv_rows
 from structvpr.data.training_set import METADATA_FILE
 from structvpr.io_utils import atomic_write_bytes, atomic_write_text
 
@@ -41,8 +41,8 @@ def corrupt_town_labels(
     Returns (and writes to `<town>/label_noise.json`) {"fraction", "conditions", "seed",
     "replaced": {image path: source image path}}; a second call with the same settings returns the
     record and changes nothing. ValueError for a fraction outside [0, 1], a condition the town does
-    not have, or a town already corrupted with other settings; FileNotFoundError naming a missing
-    label map.
+    not have, or a town already corrupted with other settings; DatasetError naming a missing or
+    incomplete metadata.csv; FileNotFoundError naming a missing label map.
     """
     town = Path(town_dir)
     if not 0.0 <= fraction <= 1.0:
@@ -56,8 +56,7 @@ def corrupt_town_labels(
             f"{record_path}: the labels of {town} were already corrupted with fraction {done['fraction']}, "
             f"conditions {done['conditions']}, seed {done['seed']}; render the town again for other settings"
         )
-    with open(town / METADATA_FILE, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_csv_rows(town / METADATA_FILE, ["path", "label_path", "split", "condition", "place_id"])
     known = sorted({row["condition"] for row in rows})
     unknown = sorted(set(conditions) - set(known))
     if unknown:
